@@ -1,0 +1,204 @@
+"""What a user submits: the task spec, validated once at the API edge.
+
+Quantities arrive as Kubernetes strings and are checked here, so a bad one is answered with a 422 naming the
+field (``resources.requests.cpu``) instead of surfacing later inside the scheduler.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from updraft.errors import ValidationError
+from updraft.model.quantity import parse_cpu, parse_memory
+
+# Docker's reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)"
+IMAGE_REF = re.compile(
+    rf"^(?P<name>{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>[\w][\w.-]{{0,127}}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
+
+
+class Effect(StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Taint(_Strict):
+    key: str = Field(min_length=1, max_length=253)
+    value: str = ""
+    effect: Effect = Effect.NO_SCHEDULE
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
+
+    @classmethod
+    def parse(cls, text: str) -> Taint:
+        """``key=value:Effect`` or ``key:Effect`` as in ``kubectl taint``."""
+        body, _, effect = text.partition(":")
+        key, _, value = body.partition("=")
+        try:
+            return cls(key=key, value=value, effect=Effect(effect or "NoSchedule"))
+        except ValueError as exc:
+            raise ValidationError(f"taint: cannot parse {text!r} (key=value:Effect)", field="taint") from exc
+
+
+class Toleration(_Strict):
+    key: str = ""
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str = ""
+    effect: Effect | None = None
+
+    @model_validator(mode="after")
+    def _exists_has_no_value(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("a toleration with operator Exists must not set a value")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("an empty key needs operator Exists (it tolerates everything)")
+        return self
+
+
+class ResourceList(_Strict):
+    cpu: str | None = None
+    memory: str | None = None
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parse_cpu(v)
+            except ValidationError as exc:
+                raise ValueError(exc.message.removeprefix("cpu: ")) from exc
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parse_memory(v)
+            except ValidationError as exc:
+                raise ValueError(exc.message.removeprefix("memory: ")) from exc
+        return v
+
+    @property
+    def cpu_millis(self) -> int:
+        return parse_cpu(self.cpu) if self.cpu is not None else 0
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_memory(self.memory) if self.memory is not None else 0
+
+
+class Resources(_Strict):
+    requests: ResourceList = ResourceList()
+    limits: ResourceList = ResourceList()
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> Resources:
+        for name in ("cpu", "memory"):
+            req, lim = getattr(self.requests, name), getattr(self.limits, name)
+            if req is not None and lim is not None:
+                attr = "cpu_millis" if name == "cpu" else "memory_bytes"
+                if getattr(self.requests, attr) > getattr(self.limits, attr):
+                    raise ValueError(f"requests.{name} {req} exceeds limits.{name} {lim}")
+        return self
+
+    def request_cpu(self) -> int:
+        """Requested millicores; a task that only sets a limit requests its limit (Kubernetes rule)."""
+        return self.requests.cpu_millis if self.requests.cpu is not None else self.limits.cpu_millis
+
+    def request_memory(self) -> int:
+        if self.requests.memory is not None:
+            return self.requests.memory_bytes
+        return self.limits.memory_bytes
+
+
+LabelMap = Annotated[dict[str, str], Field(max_length=64)]
+
+
+class TaskSpec(_Strict):
+    """A containerized task. ``origin`` is the node it was submitted from (None: anywhere)."""
+
+    image: str = Field(min_length=1, max_length=512)
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    resources: Resources = Resources()
+    node_selector: LabelMap = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    offloadable: bool = True
+    origin: str | None = Field(default=None, min_length=1, max_length=253)
+    timeout: float | None = Field(default=None, gt=0, description="seconds before the container is stopped")
+    max_retries: int = Field(default=0, ge=0, le=100)
+    labels: LabelMap = Field(default_factory=dict)
+    reschedule_after: float | None = Field(
+        default=None, ge=0, description="seconds a node may be unreachable before its task drifts"
+    )
+    on_disconnect: Literal["keep", "stop"] = Field(
+        default="keep", description="keep: run on while cut off (edge autonomy); stop: self-fence"
+    )
+    stop_after: float | None = Field(
+        default=None, gt=0, description="with on_disconnect=stop: seconds cut off before the agent stops it"
+    )
+    volumes: list[str] = Field(default_factory=list, max_length=16, description="host:container[:ro]")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not IMAGE_REF.match(v):
+            raise ValueError(f"{v!r} is not a valid image reference (name[:tag][@sha256:digest])")
+        return v
+
+    @field_validator("labels", "node_selector")
+    @classmethod
+    def _label_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not _LABEL_KEY.match(key):
+                raise ValueError(f"label key {key!r} is invalid")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not key or "=" in key or "\x00" in key:
+                raise ValueError(f"environment variable name {key!r} is invalid")
+        return v
+
+    @model_validator(mode="after")
+    def _disconnect(self) -> TaskSpec:
+        if self.on_disconnect == "stop" and self.stop_after is None:
+            raise ValueError("on_disconnect=stop needs stop_after (seconds)")
+        return self
+
+    def tolerates(self, taint: Taint) -> bool:
+        """Kubernetes semantics: an Exists with empty key tolerates every taint; effect None matches all."""
+        for tol in self.tolerations:
+            if tol.effect is not None and tol.effect != taint.effect:
+                continue
+            if tol.operator == "Exists" and (not tol.key or tol.key == taint.key):
+                return True
+            if tol.operator == "Equal" and tol.key == taint.key and tol.value == taint.value:
+                return True
+        return False
+
+    @property
+    def image_name(self) -> str:
+        match = IMAGE_REF.match(self.image)
+        assert match is not None
+        return match.group("name")

@@ -1,0 +1,141 @@
+"""Nodes, tasks and attempts as stored, and the task state machine.
+
+These are immutable values: every change produces a new object (``model_copy(update=...)``) that the plan
+applier or a service command writes back with a compare-and-set on its revision.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from updraft.errors import Conflict
+from updraft.model.spec import Taint, TaskSpec
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+ACTIVE = frozenset({TaskState.SCHEDULED, TaskState.RUNNING})
+
+# Which state may follow which. scheduled/running → pending is a drift or a retry (a new attempt follows).
+TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset({TaskState.SCHEDULED, TaskState.CANCELLED, TaskState.FAILED}),
+    TaskState.SCHEDULED: frozenset(
+        {TaskState.RUNNING, TaskState.PENDING, TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED}
+    ),
+    TaskState.RUNNING: frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.PENDING}),
+    TaskState.SUCCEEDED: frozenset(),
+    TaskState.FAILED: frozenset(),
+    TaskState.CANCELLED: frozenset(),
+}
+
+
+def check_transition(old: TaskState, new: TaskState) -> None:
+    if new != old and new not in TRANSITIONS[old]:
+        raise Conflict(f"a task cannot go from {old} to {new}", state=str(old), requested=str(new))
+
+
+class NodeState(StrEnum):
+    READY = "ready"
+    SUSPECT = "suspect"
+    UNREACHABLE = "unreachable"
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Capacity(_Value):
+    cpu_millis: int = Field(ge=1)
+    memory_bytes: int = Field(ge=1)
+
+
+class NodeMetrics(_Value):
+    cpu_pct: float = 0.0
+    memory_pct: float = 0.0
+    at: float = 0.0
+
+
+class Node(_Value):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    taints: list[Taint] = Field(default_factory=list)
+    capacity: Capacity
+    cpuset: str | None = None
+    address: str | None = None
+    state: NodeState = NodeState.READY
+    state_since: float = 0.0
+    cordoned: bool = False
+    draining: bool = False
+    metrics: NodeMetrics = NodeMetrics()
+    images: list[str] = Field(default_factory=list, description="image digests and names present")
+    offloading: bool = Field(default=False, description="hysteresis: the origin is in offload mode")
+    registered_at: float = 0.0
+    last_heartbeat: float = 0.0
+    revision: int = 0
+
+
+class Attempt(_Value):
+    token: int
+    node: str
+    state: TaskState = TaskState.SCHEDULED
+    placement: str = Field(default="", description="local | offload | anywhere | drift | retry")
+    reason: str = ""
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    error: str | None = None
+    log_tail: str = ""
+    container_id: str | None = None
+    image_digest: str | None = None
+
+
+class Task(_Value):
+    id: str
+    spec: TaskSpec
+    state: TaskState = TaskState.PENDING
+    node: str | None = None
+    token: int | None = Field(default=None, description="the current attempt's fencing token")
+    attempts: list[Attempt] = Field(default_factory=list)
+    retries_used: int = 0
+    not_before: float = 0.0
+    excluded_nodes: list[str] = Field(default_factory=list, description="never place again on these")
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    submitted_seq: int = 0
+    reason: str = ""
+    revision: int = 0
+
+    @property
+    def current(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    def with_attempt(self, attempt: Attempt) -> list[Attempt]:
+        """The attempts list with the attempt carrying ``attempt.token`` replaced."""
+        return [attempt if a.token == attempt.token else a for a in self.attempts]
+
+
+class Event(_Value):
+    id: int = 0
+    at: float
+    kind: str
+    message: str
+    task_id: str | None = None
+    node: str | None = None
+    token: int | None = None
