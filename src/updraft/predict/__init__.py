@@ -1,0 +1,1 @@
+"""Overload prediction (filled in below)."""

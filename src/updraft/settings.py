@@ -1,0 +1,158 @@
+"""One validated settings object per process (DESIGN.md, decision 6): defaults → file → environment → flags.
+
+Nothing reads the environment or a file anywhere else; the CLI builds these once and passes them in.
+Files may be JSON or TOML. Environment variables are ``UPDRAFT_<FIELD>`` (``UPDRAFT_THRESHOLD_CPU`` sets
+``policy.threshold_cpu`` for the server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from updraft.errors import ValidationError
+from updraft.scheduler.policy import Policy
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def default_data_dir(component: str) -> Path:
+    return Path(platformdirs.user_data_dir("updraft")) / component
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectorSettings(_Settings):
+    """φ-accrual failure detector: a node is suspect above ``phi_suspect`` and unreachable above ``phi_unreachable``."""
+
+    phi_suspect: float = Field(default=3.0, gt=0)
+    phi_unreachable: float = Field(default=8.0, gt=0)
+    min_std_seconds: float = Field(default=0.1, gt=0, description="floor on the heartbeat interval deviation")
+    acceptable_pause_seconds: float = Field(default=0.5, ge=0, description="slack added to the mean interval")
+    window: int = Field(default=100, ge=4, le=10000)
+    max_silence_seconds: float = Field(default=3.0, gt=0, description="unreachable after this long regardless")
+
+
+class ServerSettings(_Settings):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8470, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=lambda: default_data_dir("server"))
+    token: str | None = Field(default=None, repr=False)
+    policy: Policy = Policy()
+    heartbeat_interval: float = Field(default=1.0, gt=0)
+    scheduler_interval: float = Field(default=0.5, gt=0)
+    reschedule_after: float = Field(default=0.0, ge=0, description="seconds unreachable before tasks drift")
+    stop_margin: float = Field(default=1.0, ge=0, description="extra wait past a task's stop_after before drift")
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0)
+    detector: DetectorSettings = DetectorSettings()
+    max_body_bytes: int = Field(default=1 << 20, gt=0)
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    image_policy: Literal["off", "warn", "enforce"] = "warn"
+    registry_username: str | None = Field(default=None, repr=False)
+    registry_password: str | None = Field(default=None, repr=False)
+
+
+class AgentSettings(_Settings):
+    server: str = "http://127.0.0.1:8470"
+    """One URL, or several separated by commas, each optionally with nginx-style options."""
+    token: str | None = Field(default=None, repr=False)
+    name: str = Field(default_factory=lambda: os.uname().nodename, min_length=1, max_length=253)
+    labels: dict[str, str] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    taints: list[str] = Field(default_factory=list)
+    cpus: str | None = None
+    memory: str | None = None
+    cpuset: str | None = None
+    load_source: Literal["host", "containers"] = "host"
+    data_dir: Path = Field(default_factory=lambda: default_data_dir("agent"))
+    heartbeat_interval: float = Field(default=1.0, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="probe and /metrics port; 0 picks a free one")
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    log_tail_bytes: int = Field(default=4096, ge=0)
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ValidationError(f"config: cannot read {p}: {exc.strerror}", field="config") from exc
+    try:
+        data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ValidationError(f"config: {p} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValidationError(f"config: {p} must hold an object", field="config")
+    return data
+
+
+def _from_env(model: type[BaseModel], env: Mapping[str, str], prefix: str = "UPDRAFT_") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        key = prefix + name.upper()
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            nested = _from_env(sub, env, prefix)
+            if nested:
+                out[name] = nested
+        elif key in env:
+            raw = env[key]
+            try:
+                out[name] = json.loads(raw) if raw[:1] in "[{" else raw
+            except ValueError:
+                out[name] = raw
+    return out
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _normalise(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """Accept the seed's flat scheduler JSON as a server config: policy keys at the top level."""
+    if model is ServerSettings:
+        policy_keys = set(Policy.model_fields)
+        flat = {k: data.pop(k) for k in list(data) if k in policy_keys and k not in ServerSettings.model_fields}
+        if flat:
+            data["policy"] = _merge(dict(data.get("policy", {})), flat)
+    return data
+
+
+def load(
+    model: type[T],
+    file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> T:
+    """Build settings from defaults, then the file, then ``UPDRAFT_*`` variables, then flags."""
+    data: dict[str, Any] = {}
+    if file is not None:
+        data = _normalise(model, read_file(file))
+    data = _merge(data, _normalise(model, _from_env(model, env if env is not None else os.environ)))
+    data = _merge(data, _normalise(model, dict(flags or {})))
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ValidationError(f"config: {loc}: {first['msg']}", field=loc, errors=len(exc.errors())) from exc
