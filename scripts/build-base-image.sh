@@ -77,7 +77,7 @@ else
   nroot=$(mktemp -d)
   mkdir -p "$nroot"/{bin,dev,etc,proc,sys,tmp}
   install -m 0755 "$bb" "$nroot/bin/busybox"
-  for app in sh true false sleep cat echo env yes head ls; do ln -s busybox "$nroot/bin/$app"; done
+  for app in sh true false sleep cat echo env yes head ls grep; do ln -s busybox "$nroot/bin/$app"; done
   log "importing $NOOP"
   tar --numeric-owner --owner=0 --group=0 -C "$nroot" -c . \
     | docker import -c 'ENV PATH=/bin' -c 'CMD ["true"]' - "$NOOP" >/dev/null

@@ -61,10 +61,8 @@ class RetryPolicy:
         """Upper bound of the sleep before retry number ``attempt`` (0-based)."""
         if attempt < 0:
             raise ValueError(f"attempt must be >= 0, got {attempt}")
-        # Avoid float overflow for absurd attempt numbers: once past the cap, stay there.
-        if attempt >= 64:
-            return self.cap
-        return min(self.cap, self.base * (2**attempt))
+        # 2.0**1000 is still a finite float; beyond that any positive base has long since hit the cap.
+        return min(self.cap, self.base * 2.0 ** min(attempt, 1000))
 
     def delay(self, attempt: int) -> float:
         """Full-jitter sleep before retry number ``attempt`` (0-based)."""

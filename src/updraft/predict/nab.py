@@ -79,9 +79,9 @@ def probationary_length(n_rows: int, percent: float = PROBATION_PERCENT) -> int:
     return int(min(math.floor(percent * n_rows), percent * PROBATION_CAP_ROWS))
 
 
-def window_rows(timestamps: Sequence[float] | FloatArray, windows: Sequence[tuple[float, float]]) -> list[
-    tuple[int, int]
-]:
+def window_rows(
+    timestamps: Sequence[float] | FloatArray, windows: Sequence[tuple[float, float]]
+) -> list[tuple[int, int]]:
     """Map windows given as inclusive ``(start, end)`` times to inclusive ``(first_row, last_row)`` indices.
 
     ``timestamps`` must be sorted ascending. Windows containing no row are dropped (they cannot be scored).

@@ -1,0 +1,80 @@
+"""A durable outbox: reports and logs wait here, in order, until the control plane has taken them.
+
+While an edge node is cut off it keeps running and keeps writing here; when the link returns the sender
+drains the outbox in order. The file survives ``kill -9`` of the agent. It also remembers which attempts
+finished, so a restarted agent never starts one of them again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+    task_id TEXT NOT NULL, token INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS finished (task_id TEXT NOT NULL, token INTEGER NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (task_id, token));
+"""
+
+
+class Outbox:
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+        self.changed = threading.Event()
+
+    def put(self, kind: str, task_id: str, token: int, body: dict[str, Any], finished_at: float | None = None) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO outbox (kind, task_id, token, body) VALUES (?, ?, ?, ?)",
+                (kind, task_id, token, json.dumps(body)),
+            )
+            if finished_at is not None:
+                self._db.execute("INSERT OR IGNORE INTO finished VALUES (?, ?, ?)", (task_id, token, finished_at))
+            self._db.execute("COMMIT")
+        self.changed.set()
+
+    def peek(self, limit: int = 200) -> list[tuple[int, str, str, int, dict[str, Any]]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, kind, task_id, token, body FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def ack(self, seqs: list[int]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+
+    def drop_attempt(self, task_id: str, token: int) -> None:
+        """Forget everything queued for a fenced attempt: the server will refuse it anyway."""
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE task_id = ? AND token = ?", (task_id, token))
+
+    def finished(self) -> set[tuple[str, int]]:
+        with self._lock:
+            return {(r[0], r[1]) for r in self._db.execute("SELECT task_id, token FROM finished")}
+
+    def mark_finished(self, task_id: str, token: int, at: float) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO finished VALUES (?, ?, ?)", (task_id, token, at))
+
+    def prune_finished(self, keep: set[tuple[str, int]]) -> None:
+        with self._lock:
+            for task_id, token in self.finished() - keep:
+                self._db.execute("DELETE FROM finished WHERE task_id = ? AND token = ?", (task_id, token))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

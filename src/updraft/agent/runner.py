@@ -1,0 +1,400 @@
+"""The agent process: register, heartbeat, follow assignments, run containers, deliver the outbox.
+
+Threads, each with one job: ``heartbeat`` (load + fencing answers), ``assignments`` (long-poll, then
+reconcile), ``sender`` (drains the durable outbox in order), one ``watch`` per attempt (reports running,
+streams logs, waits, reports the result). The decisions live in :mod:`updraft.agent.reconcile`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+from typing import Any
+
+from updraft.agent.cgroup import ParentCgroup, host_cpu_count
+from updraft.agent.executor import DockerExecutor
+from updraft.agent.load import ContainerLoad, HostLoad, LoadMeter
+from updraft.agent.outbox import Outbox
+from updraft.agent.reconcile import Key, Observed, Start, Stop, Watch, reconcile
+from updraft.clock import Clock, SystemClock
+from updraft.errors import ImageError, NotFound, StaleToken, TransportError, Unavailable, UpdraftError
+from updraft.model import Taint, format_cpu, format_memory, parse_cpu, parse_memory
+from updraft.model.api import Assignment, Assignments, HeartbeatReply, NodeRegistration
+from updraft.net import HttpClient, RetryPolicy
+from updraft.settings import AgentSettings
+
+log = logging.getLogger("updraft.agent")
+LONG_POLL = 20.0
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        clock: Clock | None = None,
+        executor: DockerExecutor | None = None,
+        client: HttpClient | None = None,
+    ) -> None:
+        import psutil
+
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.name = settings.name
+        self.cpu_millis = parse_cpu(settings.cpus, "cpus") if settings.cpus else host_cpu_count() * 1000
+        self.memory_bytes = (
+            parse_memory(settings.memory, "memory") if settings.memory else psutil.virtual_memory().total
+        )
+        self.cgroup = ParentCgroup(f"updraft-{self.name}")
+        self.executor = executor or DockerExecutor(self.name, self.cgroup, cpuset=settings.cpuset)
+        self.client = client or HttpClient(
+            settings.server, token=settings.token, clock=self.clock, retry=RetryPolicy(max_retries=2, base=0.2, cap=2.0)
+        )
+        self.outbox = Outbox(settings.data_dir / self.name / "outbox.db")
+        self.load: LoadMeter = HostLoad()
+        self.stop_event = threading.Event()
+        self.lock = threading.RLock()
+        self.watched: dict[Key, str] = {}  # attempt → container id, followed by this process
+        self.stale: set[Key] = set()
+        self.last_contact = self.clock.monotonic()
+        self.cut_off = False
+        self.registered = threading.Event()
+        self.cpu_pct = self.memory_pct = 0.0
+        self._images_sent: list[str] | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.cgroup.ensure(
+            self.cpu_millis if self.settings.cpus else None,
+            self.memory_bytes if self.settings.memory else None,
+            self.settings.cpuset,
+        )
+        if self.settings.load_source == "containers":
+            self.load = ContainerLoad(self.cgroup, self.cpu_millis, self.memory_bytes, self.clock)
+        self.adopt()
+        for name, target in (
+            ("heartbeat", self._heartbeat_loop),
+            ("assignments", self._assignment_loop),
+            ("sender", self._sender_loop),
+        ):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.outbox.changed.set()
+
+    def run_forever(self) -> None:
+        self.start()
+        with contextlib.suppress(KeyboardInterrupt):
+            while not self.stop_event.wait(1.0):
+                pass
+        self.stop()
+
+    def adopt(self) -> None:
+        """Follow the containers a previous life of this agent left running (found by label)."""
+        try:
+            observed = self.executor.observed()
+        except Unavailable as exc:
+            log.warning("cannot list containers: %s", exc)
+            return
+        for obs in observed:
+            self._watch(obs)
+
+    # -- registration and heartbeat -----------------------------------------------------------------
+    def register(self) -> None:
+        reg = NodeRegistration(
+            labels=self.settings.labels,
+            tags=self.settings.tags,
+            taints=[Taint.parse(t) for t in self.settings.taints],
+            capacity={"cpu": format_cpu(self.cpu_millis), "memory": format_memory(self.memory_bytes)},  # type: ignore[arg-type]
+            cpuset=self.settings.cpuset,
+            images=self._images(),
+        )
+        self.client.put(f"/v1/nodes/{self.name}", json=reg.model_dump(mode="json"))
+        self.registered.set()
+        log.info(
+            "registered as %s (cpu %s, memory %s, tags %s)",
+            self.name,
+            format_cpu(self.cpu_millis),
+            format_memory(self.memory_bytes),
+            self.settings.tags,
+        )
+
+    def _images(self) -> list[str]:
+        try:
+            return self.executor.images()
+        except Exception:  # image locality is an optimisation, never a reason to fail
+            return []
+
+    def _contact(self, ok: bool) -> None:
+        now = self.clock.monotonic()
+        if ok:
+            if self.cut_off:
+                log.info("link to the control plane is back after %.1f s", now - self.last_contact)
+                self.cut_off = False
+                self.outbox.changed.set()
+            self.last_contact = now
+        elif not self.cut_off and now - self.last_contact > 2 * self.settings.heartbeat_interval:
+            self.cut_off = True
+            log.warning("cut off from the control plane; running on (edge autonomy), results go to the outbox")
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.settings.heartbeat_interval
+        beats = 0
+        while not self.stop_event.is_set():
+            started = self.clock.monotonic()
+            try:
+                if not self.registered.is_set():
+                    self.register()
+                self.heartbeat(send_images=beats % 30 == 0)
+                self._contact(True)
+            except (TransportError, Unavailable) as exc:
+                self._contact(False)
+                log.debug("heartbeat failed: %s", exc)
+            except UpdraftError as exc:
+                log.warning("heartbeat refused: %s", exc)
+            self._self_fence()
+            beats += 1
+            self.stop_event.wait(max(0.0, interval - (self.clock.monotonic() - started)))
+
+    def heartbeat(self, send_images: bool = False) -> HeartbeatReply:
+        self.cpu_pct, self.memory_pct = self.load.sample()
+        with self.lock:
+            running = [[t, tok] for (t, tok) in self.watched]
+        body: dict[str, Any] = {
+            "cpu_pct": round(self.cpu_pct, 2),
+            "memory_pct": round(self.memory_pct, 2),
+            "running": running,
+            "sent_at": self.clock.now(),
+        }
+        if send_images:
+            images = self._images()
+            if images != self._images_sent:
+                body["images"] = self._images_sent = images
+        reply = HeartbeatReply.model_validate(
+            self.client.post(f"/v1/nodes/{self.name}/heartbeat", json=body, idempotent=True).json()
+        )
+        if not reply.known:
+            self.registered.clear()
+        for task_id, token in reply.stale:
+            self.fence(task_id, token, "the control plane replaced this attempt")
+        return reply
+
+    def _self_fence(self) -> None:
+        """``on_disconnect: stop``: a cut-off agent stops its own copy after ``stop_after`` seconds."""
+        if not self.cut_off:
+            return
+        silent = self.clock.monotonic() - self.last_contact
+        with self.lock:
+            watched = list(self.watched.items())
+        for (task_id, token), cid in watched:
+            limit = self.executor.stop_after(cid)
+            if limit is not None and silent >= limit:
+                log.warning("self-fencing %s/%s: cut off for %.1f s ≥ stop_after %.1f s", task_id, token, silent, limit)
+                self.executor.stop(cid, grace=1)
+
+    def fence(self, task_id: str, token: int, reason: str) -> None:
+        """Stop a stale copy at once and forget what it queued."""
+        with self.lock:
+            self.stale.add((task_id, token))
+            cid = self.watched.get((task_id, token))
+        log.warning("fencing %s token %s: %s", task_id, token, reason)
+        self.outbox.drop_attempt(task_id, token)
+        if cid is not None:
+            self.executor.stop(cid, grace=0)
+        else:
+            for obs in self.executor.observed():
+                if (obs.task_id, obs.token) == (task_id, token):
+                    self.executor.stop(obs.container_id, grace=0)
+
+    # -- assignments --------------------------------------------------------------------------------
+    def _assignment_loop(self) -> None:
+        index: int | None = None
+        while not self.stop_event.is_set():
+            if not self.registered.wait(0.5):
+                continue
+            try:
+                resp = self.client.get(
+                    f"/v1/nodes/{self.name}/assignments",
+                    params={"wait": LONG_POLL, **({"index": index} if index is not None else {})},
+                    wait=LONG_POLL,
+                )
+                got = Assignments.model_validate(resp.json())
+                index = got.index
+                self._contact(True)
+                self.apply(got.assignments)
+            except NotFound:
+                self.registered.clear()
+                index = None
+            except (TransportError, Unavailable) as exc:
+                self._contact(False)
+                index = None
+                log.debug("assignment poll failed: %s", exc)
+                self.stop_event.wait(0.5)
+            except Exception:
+                log.exception("reconcile failed")
+                self.stop_event.wait(1.0)
+
+    def apply(self, desired: list[Assignment]) -> None:
+        observed = self.executor.observed()
+        finished = self.outbox.finished()
+        with self.lock:
+            actions = reconcile(desired, observed, finished, set(self.watched), self.stale)
+        for action in actions:
+            if isinstance(action, Stop):
+                log.info("stopping %s token %s: %s", action.task_id, action.token, action.reason)
+                self.executor.stop(action.container_id, grace=1)
+            elif isinstance(action, Watch):
+                self._watch(action.observed)
+            elif isinstance(action, Start):
+                self._start(action.assignment)
+        self.outbox.prune_finished({(a.task_id, a.token) for a in desired})
+
+    def _start(self, a: Assignment) -> None:
+        key = (a.task_id, a.token)
+        with self.lock:
+            if key in self.watched:
+                return
+            self.watched[key] = ""
+        threading.Thread(target=self._run_attempt, args=(a,), name=f"run-{a.task_id}", daemon=True).start()
+
+    def _watch(self, obs: Observed) -> None:
+        key = (obs.task_id, obs.token)
+        with self.lock:
+            if key in self.watched:
+                return
+            self.watched[key] = obs.container_id
+        threading.Thread(
+            target=self._follow,
+            args=(obs.task_id, obs.token, obs.container_id, None, True),
+            name=f"watch-{obs.task_id}",
+            daemon=True,
+        ).start()
+
+    def _run_attempt(self, a: Assignment) -> None:
+        try:
+            cid = self.executor.start(a)
+        except (ImageError, Unavailable) as exc:
+            self._finish(a.task_id, a.token, {"state": "error", "error": exc.message})
+            return
+        except Exception as exc:  # report anything else as the attempt's error rather than lose it
+            log.exception("starting %s failed", a.task_id)
+            self._finish(a.task_id, a.token, {"state": "error", "error": f"cannot start: {exc}"})
+            return
+        with self.lock:
+            self.watched[(a.task_id, a.token)] = cid
+        self._follow(a.task_id, a.token, cid, a.spec.timeout, False)
+
+    def _follow(self, task_id: str, token: int, cid: str, timeout: float | None, adopted: bool) -> None:
+        tail: collections.deque[str] = collections.deque(maxlen=200)
+        try:
+            info = self.executor.result(cid)
+            if info["running"]:
+                self.outbox.put(
+                    "status",
+                    task_id,
+                    token,
+                    {
+                        "state": "running",
+                        "container_id": cid,
+                        "started_at": info["started_at"],
+                        "image_digest": info["image_digest"],
+                    },
+                )
+
+            def on_lines(stream: str, lines: list[str]) -> None:
+                tail.extend(lines)
+                now = self.clock.now()
+                self.outbox.put(
+                    "log", task_id, token, {"lines": [{"stream": stream, "at": now, "data": ln} for ln in lines]}
+                )
+
+            since = self.clock.now() if adopted else None
+            streams = [self.executor.follow_logs(cid, s, since, on_lines) for s in ("stdout", "stderr")]
+            error = None
+            if not self.executor.wait(cid, timeout):
+                self.executor.stop(cid, grace=1)
+                self.executor.wait(cid, None)
+                error = f"timed out after {timeout:g} s"
+            for s in streams:
+                s.join(timeout=2)
+            info = self.executor.result(cid)
+            text = "\n".join(tail)[-self.settings.log_tail_bytes :]
+            report = {
+                "state": "exited",
+                "container_id": cid,
+                "exit_code": info["exit_code"],
+                "oom_killed": info["oom_killed"],
+                "started_at": info["started_at"],
+                "finished_at": info["finished_at"],
+                "log_tail": text,
+                "image_digest": info["image_digest"],
+                "error": error,
+            }
+            if error:
+                report["exit_code"] = info["exit_code"] if info["exit_code"] not in (0, None) else 124
+            self._finish(task_id, token, report)
+            self.executor.remove(cid)
+        except Unavailable as exc:
+            log.warning("lost docker while following %s: %s", task_id, exc)
+            with self.lock:
+                self.watched.pop((task_id, token), None)
+        except Exception:
+            log.exception("following %s failed", task_id)
+            with self.lock:
+                self.watched.pop((task_id, token), None)
+
+    def _finish(self, task_id: str, token: int, report: dict[str, Any]) -> None:
+        self.outbox.put("status", task_id, token, report, finished_at=self.clock.now())
+        with self.lock:
+            self.watched.pop((task_id, token), None)
+
+    # -- outbox -------------------------------------------------------------------------------------
+    def _sender_loop(self) -> None:
+        backoff = 0.2
+        while not self.stop_event.is_set():
+            self.outbox.changed.wait(1.0)
+            self.outbox.changed.clear()
+            try:
+                while self.deliver():
+                    pass
+                backoff = 0.2
+            except (TransportError, Unavailable) as exc:
+                log.debug("outbox delivery paused: %s", exc)
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self.outbox.changed.set()
+
+    def deliver(self) -> bool:
+        """Send the oldest entries (consecutive log lines of one attempt in one request). True if any."""
+        entries = self.outbox.peek()
+        if not entries:
+            return False
+        seq, kind, task_id, token, body = entries[0]
+        seqs = [seq]
+        if kind == "log":
+            lines = list(body["lines"])
+            for s2, k2, t2, tok2, b2 in entries[1:]:
+                if (k2, t2, tok2) != ("log", task_id, token) or len(lines) > 2000:
+                    break
+                lines.extend(b2["lines"])
+                seqs.append(s2)
+            body = {"lines": lines}
+        path = f"/v1/tasks/{task_id}/attempts/{token}/{'logs' if kind == 'log' else 'status'}"
+        try:
+            self.client.post(path, json=body, idempotent=True)
+        except StaleToken:
+            self.fence(task_id, token, "the control plane answered 409: stale token")
+            return True
+        except NotFound:
+            log.warning("dropping %s for unknown task %s", kind, task_id)
+        except (TransportError, Unavailable):
+            raise
+        except UpdraftError as exc:
+            log.warning("dropping %s for %s: refused: %s", kind, task_id, exc)
+        self.outbox.ack(seqs)
+        return True

@@ -1,0 +1,1 @@
+"""Test-only tools (fault injection, fixtures) shared by unit, integration and chaos tests."""
