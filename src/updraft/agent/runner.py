@@ -94,6 +94,14 @@ class Agent:
                 pass
         self.stop()
 
+    def readiness_problems(self) -> dict[str, str]:
+        problems = {}
+        if not self.executor.ping():
+            problems["docker"] = "the Docker engine does not answer"
+        if not self.registered.is_set():
+            problems["registration"] = "not registered with the control plane"
+        return problems
+
     def adopt(self) -> None:
         """Follow the containers a previous life of this agent left running (found by label)."""
         try:

@@ -1,0 +1,1 @@
+"""The ``updraft`` command line, built on the SDK only."""

@@ -1,0 +1,470 @@
+"""``updraft`` — the CLI. Imports are lazy so ``updraft --help`` starts fast on a small device."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from updraft.sdk import Client
+
+app = typer.Typer(
+    help="Offload containerized tasks from busy edge devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+node_app = typer.Typer(help="Label, taint, cordon and drain nodes.", no_args_is_help=True)
+config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+app.add_typer(config_app, name="config")
+
+Server = Annotated[
+    str,
+    typer.Option(
+        "--server", "-s", envvar="UPDRAFT_SERVER", help="Server URL(s), comma-separated; nginx-style options allowed."
+    ),
+]
+Token = Annotated[str | None, typer.Option("--token", envvar="UPDRAFT_TOKEN", help="API bearer token.")]
+DEFAULT = "http://127.0.0.1:8470"
+
+
+def _client(server: str, token: str | None) -> Client:
+    from updraft.sdk import Client
+
+    return Client(server, token=token)
+
+
+def _fail(exc: Exception) -> NoReturn:
+    from rich.console import Console
+
+    code = getattr(exc, "code", "error")
+    Console(stderr=True).print(f"[red]error[/red] ({code}): {getattr(exc, 'message', str(exc))}")
+    raise typer.Exit(2)
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        for part in item.split(","):
+            key, sep, value = part.partition("=")
+            if not sep or not key:
+                raise typer.BadParameter(f"{what} must be KEY=VALUE, got {part!r}")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _list(items: list[str] | None) -> list[str]:
+    return [p.strip() for item in items or [] for p in item.split(",") if p.strip()]
+
+
+def _settings_flags(**flags: Any) -> dict[str, Any]:
+    return {k: v for k, v in flags.items() if v is not None and v != [] and v != {}}
+
+
+@app.command()
+def server(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default 8470).")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Where the SQLite store lives.")] = None,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="JSON or TOML settings file.")] = None,
+    token: Token = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json")] = None,
+) -> None:
+    """Run the control plane: API, store, scheduler, failure detector."""
+    from updraft import settings as s
+    from updraft.control import run
+    from updraft.errors import UpdraftError
+    from updraft.observe.logs import setup_logging
+
+    try:
+        cfg = s.load(
+            s.ServerSettings,
+            config,
+            flags=_settings_flags(host=host, port=port, data_dir=data_dir, token=token, log_format=log_format),
+        )
+    except UpdraftError as exc:
+        _fail(exc)
+    setup_logging(cfg.log_format, cfg.log_level, component="server")
+    run(cfg)
+
+
+@app.command()
+def agent(
+    server: Annotated[str | None, typer.Option("--server", "-s", envvar="UPDRAFT_SERVER")] = None,
+    name: Annotated[str | None, typer.Option(help="Node name (default: hostname).")] = None,
+    labels: Annotated[list[str] | None, typer.Option("--labels", "--label", help="k=v[,k=v]")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tags", "--tag", help="a[,b]")] = None,
+    taints: Annotated[list[str] | None, typer.Option("--taints", "--taint", help="key=value:Effect")] = None,
+    cpus: Annotated[str | None, typer.Option(help="Declared cpu capacity, e.g. 0.5 or 500m.")] = None,
+    memory: Annotated[str | None, typer.Option(help="Declared memory capacity, e.g. 512Mi.")] = None,
+    cpuset: Annotated[str | None, typer.Option(help="Pin containers to these cpus, e.g. 0 or 0-1.")] = None,
+    load_source: Annotated[str | None, typer.Option(help="host (psutil) or containers (own cgroup).")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Where the outbox lives.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port for /health, /ready, /metrics.")] = None,
+    config: Annotated[str | None, typer.Option("--config", "-c")] = None,
+    token: Token = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json")] = None,
+) -> None:
+    """Run an agent on this node: register, heartbeat, run assigned containers."""
+    from updraft import settings as s
+    from updraft.agent import serve_agent
+    from updraft.errors import UpdraftError
+    from updraft.observe.logs import setup_logging
+
+    try:
+        cfg = s.load(
+            s.AgentSettings,
+            config,
+            flags=_settings_flags(
+                server=server,
+                name=name,
+                labels=_pairs(labels, "--labels"),
+                tags=_list(tags),
+                taints=_list(taints),
+                cpus=cpus,
+                memory=memory,
+                cpuset=cpuset,
+                load_source=load_source,
+                data_dir=data_dir,
+                port=port,
+                token=token,
+                log_format=log_format,
+            ),
+        )
+    except UpdraftError as exc:
+        _fail(exc)
+    setup_logging(cfg.log_format, cfg.log_level, component="agent", node=cfg.name)
+    serve_agent(cfg)
+
+
+def _spec(
+    image: str,
+    cmd: list[str] | None,
+    origin: str | None,
+    cpu: str | None,
+    memory: str | None,
+    cpu_limit: str | None,
+    memory_limit: str | None,
+    env: list[str] | None,
+    label: list[str] | None,
+    selector: list[str] | None,
+    priority: int,
+    no_offload: bool,
+    timeout: float | None,
+    max_retries: int,
+) -> dict[str, Any]:
+    requests = {k: v for k, v in {"cpu": cpu, "memory": memory}.items() if v}
+    limits = {k: v for k, v in {"cpu": cpu_limit, "memory": memory_limit}.items() if v}
+    spec: dict[str, Any] = {
+        "image": image,
+        "priority": priority,
+        "offloadable": not no_offload,
+        "max_retries": max_retries,
+    }
+    if cmd:
+        spec["command"] = cmd
+    if origin:
+        spec["origin"] = origin
+    if requests or limits:
+        spec["resources"] = {"requests": requests, "limits": limits}
+    for key, value in (
+        ("env", _pairs(env, "--env")),
+        ("labels", _pairs(label, "--label")),
+        ("node_selector", _pairs(selector, "--selector")),
+    ):
+        if value:
+            spec[key] = value
+    if timeout:
+        spec["timeout"] = timeout
+    return spec
+
+
+Origin = Annotated[str | None, typer.Option(envvar="UPDRAFT_ORIGIN", help="Node the task is submitted from.")]
+Cpu = Annotated[str | None, typer.Option("--cpu", help="cpu request, e.g. 500m")]
+Mem = Annotated[str | None, typer.Option("--memory", help="memory request, e.g. 256Mi")]
+CpuLim = Annotated[str | None, typer.Option("--cpu-limit")]
+MemLim = Annotated[str | None, typer.Option("--memory-limit")]
+Env = Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE")]
+Label = Annotated[list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE")]
+Selector = Annotated[list[str] | None, typer.Option("--selector", help="node label KEY=VALUE required")]
+Priority = Annotated[int, typer.Option(help="Higher runs first.")]
+NoOffload = Annotated[bool, typer.Option("--no-offload", help="Pin to the origin.")]
+Timeout = Annotated[float | None, typer.Option(help="Seconds before the container is stopped.")]
+Retries = Annotated[int, typer.Option(help="Retries after a failure.")]
+Cmd = Annotated[list[str] | None, typer.Argument(help="Command and arguments.")]
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    image: str,
+    cmd: Cmd = None,
+    origin: Origin = None,
+    cpu: Cpu = None,
+    memory: Mem = None,
+    cpu_limit: CpuLim = None,
+    memory_limit: MemLim = None,
+    env: Env = None,
+    label: Label = None,
+    selector: Selector = None,
+    priority: Priority = 0,
+    no_offload: NoOffload = False,
+    timeout: Timeout = None,
+    max_retries: Retries = 0,
+    server: Server = DEFAULT,
+    token: Token = None,
+) -> None:
+    """Submit a task, stream its logs, say where it ran and why, exit with its exit code (like docker run)."""
+    from rich.console import Console
+
+    from updraft.errors import UpdraftError
+
+    err = Console(stderr=True)
+    try:
+        with _client(server, token) as c:
+            task = c.submit(
+                _spec(
+                    image,
+                    cmd,
+                    origin,
+                    cpu,
+                    memory,
+                    cpu_limit,
+                    memory_limit,
+                    env,
+                    label,
+                    selector,
+                    priority,
+                    no_offload,
+                    timeout,
+                    max_retries,
+                )
+            )
+            for line in c.logs(task.id, follow=True):
+                stream = sys.stdout if line["stream"] == "stdout" else sys.stderr
+                stream.write(line["data"] + "\n")
+                stream.flush()
+            task = c.wait(task.id)
+    except UpdraftError as exc:
+        _fail(exc)
+    att = task.current
+    where = f"{att.node} ({att.placement})" if att else "nowhere"
+    err.print(f"[dim]{task.id} {task.state} on {where}: {att.reason if att else task.reason}[/dim]")
+    if att is not None and att.error and task.state != "succeeded":
+        err.print(f"[red]{att.error}[/red]")
+    code = att.exit_code if att and att.exit_code is not None else (0 if task.state == "succeeded" else 1)
+    raise typer.Exit(code)
+
+
+@app.command()
+def submit(
+    image: str,
+    cmd: Cmd = None,
+    origin: Origin = None,
+    cpu: Cpu = None,
+    memory: Mem = None,
+    cpu_limit: CpuLim = None,
+    memory_limit: MemLim = None,
+    env: Env = None,
+    label: Label = None,
+    selector: Selector = None,
+    priority: Priority = 0,
+    no_offload: NoOffload = False,
+    timeout: Timeout = None,
+    max_retries: Retries = 0,
+    server: Server = DEFAULT,
+    token: Token = None,
+) -> None:
+    """Submit a task and print its id."""
+    from updraft.errors import UpdraftError
+
+    try:
+        with _client(server, token) as c:
+            task = c.submit(
+                _spec(
+                    image,
+                    cmd,
+                    origin,
+                    cpu,
+                    memory,
+                    cpu_limit,
+                    memory_limit,
+                    env,
+                    label,
+                    selector,
+                    priority,
+                    no_offload,
+                    timeout,
+                    max_retries,
+                )
+            )
+    except UpdraftError as exc:
+        _fail(exc)
+    print(task.id)
+
+
+@app.command()
+def ps(
+    state: Annotated[str | None, typer.Option(help="Only tasks in this state.")] = None,
+    limit: int = 50,
+    server: Server = DEFAULT,
+    token: Token = None,
+) -> None:
+    """List tasks, newest first."""
+    from updraft.cli.render import tasks_table
+    from updraft.errors import UpdraftError
+
+    try:
+        with _client(server, token) as c:
+            tasks_table(c.list(state=state, limit=limit))
+    except UpdraftError as exc:
+        _fail(exc)
+
+
+@app.command()
+def inspect(
+    task_id: str,
+    server: Server = DEFAULT,
+    token: Token = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a task: spec, state, every attempt, and every decision with its reason."""
+    from updraft.cli.render import task_detail
+    from updraft.errors import UpdraftError
+
+    try:
+        with _client(server, token) as c:
+            task, events = c.get(task_id), c.events(task_id)
+    except UpdraftError as exc:
+        _fail(exc)
+    if json_out:
+        import json
+
+        print(json.dumps({"task": task.model_dump(mode="json"), "events": [e.model_dump() for e in events]}, indent=2))
+    else:
+        task_detail(task, events)
+
+
+@app.command()
+def logs(
+    task_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+    server: Server = DEFAULT,
+    token: Token = None,
+) -> None:
+    """Print a task's output; ``-f`` follows it until the task ends."""
+    from updraft.errors import UpdraftError
+
+    try:
+        with _client(server, token) as c:
+            for line in c.logs(task_id, follow=follow):
+                (sys.stdout if line["stream"] == "stdout" else sys.stderr).write(line["data"] + "\n")
+    except UpdraftError as exc:
+        _fail(exc)
+
+
+@app.command()
+def cancel(task_id: str, server: Server = DEFAULT, token: Token = None) -> None:
+    """Cancel a task; its container is stopped."""
+    from updraft.errors import UpdraftError
+
+    try:
+        with _client(server, token) as c:
+            print(f"{task_id} {c.cancel(task_id).state}")
+    except UpdraftError as exc:
+        _fail(exc)
+
+
+@app.command()
+def nodes(server: Server = DEFAULT, token: Token = None) -> None:
+    """List nodes with their state, load, tags and taints."""
+    from updraft.cli.render import nodes_table
+    from updraft.errors import UpdraftError
+
+    try:
+        with _client(server, token) as c:
+            nodes_table(c.nodes())
+    except UpdraftError as exc:
+        _fail(exc)
+
+
+def _node_cmd(op: str, name: str, server: str, token: str | None, **kw: Any) -> None:
+    from updraft.errors import UpdraftError
+
+    try:
+        with _client(server, token) as c:
+            node = getattr(c, op)(name, **kw)
+    except UpdraftError as exc:
+        _fail(exc)
+    print(
+        f"{node.name}: cordoned={node.cordoned} draining={node.draining} labels={node.labels} "
+        f"taints={[str(t) for t in node.taints]}"
+    )
+
+
+@node_app.command("label")
+def node_label(
+    name: str,
+    pairs: Annotated[list[str], typer.Argument(help="k=v to set, k- to remove")],
+    server: Server = DEFAULT,
+    token: Token = None,
+) -> None:
+    """Set (k=v) or remove (k-) node labels."""
+    remove = [p[:-1] for p in pairs if p.endswith("-") and "=" not in p]
+    _node_cmd("label", name, server, token, set=_pairs([p for p in pairs if "=" in p], "label"), remove=remove)
+
+
+@node_app.command("taint")
+def node_taint(
+    name: str,
+    taints: Annotated[list[str], typer.Argument(help="key=value:Effect to add, key- to remove")],
+    server: Server = DEFAULT,
+    token: Token = None,
+) -> None:
+    """Add (key=value:Effect) or remove (key-) taints."""
+    remove = [t[:-1] for t in taints if t.endswith("-")]
+    _node_cmd("taint", name, server, token, add=[t for t in taints if not t.endswith("-")], remove=remove)
+
+
+@node_app.command("cordon")
+def node_cordon(name: str, server: Server = DEFAULT, token: Token = None) -> None:
+    """Stop placing new tasks on a node."""
+    _node_cmd("cordon", name, server, token)
+
+
+@node_app.command("uncordon")
+def node_uncordon(name: str, server: Server = DEFAULT, token: Token = None) -> None:
+    """Allow placements on a node again."""
+    _node_cmd("uncordon", name, server, token)
+
+
+@node_app.command("drain")
+def node_drain(name: str, server: Server = DEFAULT, token: Token = None) -> None:
+    """Cordon a node and move its tasks to other nodes."""
+    _node_cmd("drain", name, server, token)
+
+
+@config_app.command("check")
+def config_check(file: str, kind: Annotated[str, typer.Option(help="server or agent")] = "server") -> None:
+    """Validate a settings file (the seed's scheduler JSON is a valid server config)."""
+    from updraft import settings as s
+    from updraft.errors import UpdraftError
+
+    model = s.ServerSettings if kind == "server" else s.AgentSettings
+    try:
+        cfg = s.load(model, file, env={})
+    except UpdraftError as exc:
+        _fail(exc)
+    print(f"{file}: valid {kind} configuration")
+    if isinstance(cfg, s.ServerSettings):
+        print(cfg.policy.model_dump_json(indent=2))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Streaming anomaly detection for one metric series (cpu, memory, ...).
+
+Why this design: an agent on an edge node must score every sample as it arrives, in microseconds, with
+bounded memory and without an ML framework. So the detector is a handful of robust online statistics whose
+surprises are turned into probabilities, in the spirit of the HTM/NAB "anomaly likelihood":
+
+1. **Three raw surprise signals**, each ``|error| / typical |error|`` squashed to [0, 1]:
+
+   * *step*: the change from the previous sample (catches spikes and sudden jumps);
+   * *level*: a fast EWMA against a slow EWMA, scaled by the slow EWMA's mean absolute deviation (catches
+     level shifts and drifts that no single step reveals);
+   * *daily profile*: the value against what this series did at the same time of day (a 288-bin
+     time-of-day profile, 5-minute bins, each an EWMA over days), which catches broken daily patterns —
+     e.g. a nightly dip that did not happen. The profile is indexed by timestamp, so its memory does not
+     depend on the sampling rate.
+
+2. **Anomaly likelihood** per signal (:class:`~updraft.predict._stats.AnomalyLikelihood`): the short-term
+   average of the raw signal against its own long-term distribution gives a tail probability; a series
+   that is always noisy stops alarming, and a sustained moderate surprise stands out. The smallest of the
+   three tail probabilities is kept and mapped to [0, 1] on a log scale (tail 1e-5 -> 0.5).
+
+3. **Alert damping**: after a "red" tail probability (≤ 1e-5) the following red samples of the same
+   episode, and any within ``refractory`` samples, are damped to the "yellow" level — one alarm per
+   episode, not one per sample (HTM's likelihood filter).
+
+4. **Range novelty**: a value outside everything seen so far (by more than ``range_tolerance`` of the
+   seen range) scores 1 — a new all-time high is exactly what an overload looks like.
+
+Everything is O(1) per sample; memory is three ring buffers of ``history`` doubles plus 288 profile bins.
+A score never depends on later samples.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass
+
+from updraft.predict._stats import AnomalyLikelihood, log_score
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Parameters of :class:`AnomalyDetector`. Defaults are the ones evaluated in ``bench/nab_eval.py``.
+
+    They were chosen once for the whole NAB corpus (never per file); see ``docs/predict.md``.
+    """
+
+    #: Samples before any score other than 0.5-equivalent is produced (the model is still learning).
+    learn: int = 300
+    #: Length of the long-term distribution of averaged raw scores, in samples.
+    history: int = 8640
+    #: Short-term averaging window of raw scores, in samples.
+    avg: int = 20
+    #: Samples between re-estimates of the long-term distribution.
+    reestimate: int = 100
+    #: EWMA weight per sample of the typical absolute error (scale of every raw signal).
+    scale_alpha: float = 0.01
+    #: A raw signal of ``z`` typical errors scores ``1 - exp(-(z / z_scale)^2 / 2)``.
+    z_scale: float = 3.0
+    #: Fast and slow EWMA weights per sample of the level signal.
+    level_fast_alpha: float = 0.2
+    level_slow_alpha: float = 0.005
+    #: Daily profile: period (s), number of bins, and EWMA weight per visit of a bin.
+    season_s: float = 86400.0
+    season_bins: int = 288
+    season_alpha: float = 0.3
+    #: Tail probability that counts as "red" and the level red repeats are damped to.
+    red_tail: float = 1e-5
+    yellow_tail: float = 1e-4
+    #: After a red alarm, further reds within this many samples are damped.
+    refractory: int = 100
+    #: A value beyond the seen range by more than this fraction of it scores 1 (0 disables... use < 0).
+    range_tolerance: float = 0.05
+    use_range: bool = True
+    use_season: bool = True
+    use_level: bool = True
+
+
+def _squash(err: float, scale: float, k: float) -> float:
+    """Map ``err`` typical errors to [0, 1): a smooth, saturating surprise."""
+    if scale <= 0.0:
+        return 0.0 if err == 0.0 else 1.0
+    z = err / (scale * k)
+    return 1.0 - math.exp(-0.5 * z * z) if z < 40.0 else 1.0
+
+
+@dataclass(frozen=True)
+class Score:
+    """Everything the detector knows about one sample (for explanations and debugging)."""
+
+    score: float  # final anomaly score in [0, 1]
+    tail: float  # smallest tail probability of the three signals (after damping)
+    novel_range: bool  # value outside the range seen so far
+    step_raw: float
+    level_raw: float
+    season_raw: float
+
+
+class AnomalyDetector:
+    """Online anomaly score in [0, 1] for one series; see the module docstring for the method.
+
+    ``update(t, value)`` must be called with non-decreasing ``t`` (seconds, e.g. Unix time). Scale-free:
+    works the same for percentages and for bytes per second.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        c = config or DetectorConfig()
+        self.config = c
+        self._n = 0
+        self._last: float | None = None
+        self._step_scale = 0.0
+        self._lvl_fast = 0.0
+        self._lvl_slow = 0.0
+        self._lvl_scale = 0.0
+        self._season = array("d", [math.nan]) * c.season_bins
+        self._season_scale = 0.0
+        self._lik_step = AnomalyLikelihood(c.history, c.avg, c.reestimate, c.learn)
+        self._lik_level = AnomalyLikelihood(c.history, c.avg, c.reestimate, c.learn)
+        self._lik_season = AnomalyLikelihood(c.history, c.avg, c.reestimate, c.learn)
+        self._min = math.inf
+        self._max = -math.inf
+        self._prev_red = False
+        self._since_red = 1 << 60
+        self.last: Score | None = None
+
+    @property
+    def samples(self) -> int:
+        """Number of samples seen."""
+        return self._n
+
+    def update(self, t: float, value: float) -> float:
+        """Score one sample; returns the anomaly score in [0, 1] (also kept in :attr:`last`)."""
+        return self.update_detail(t, value).score
+
+    def update_detail(self, t: float, value: float) -> Score:
+        """Like :meth:`update` but returns the components of the score."""
+        x = float(value)
+        if not math.isfinite(x):
+            raise ValueError(f"sample value must be finite, got {value!r}")
+        c = self.config
+        self._n += 1
+        k = c.z_scale
+        a = c.scale_alpha
+
+        # 1. raw surprise signals
+        last = self._last
+        if last is None:
+            step_raw = level_raw = season_raw = 0.0
+            self._lvl_fast = self._lvl_slow = x
+        else:
+            e = abs(x - last)
+            s = self._step_scale
+            step_raw = _squash(e, s, k)
+            self._step_scale = s + a * (e - s)
+            if c.use_level:
+                self._lvl_fast += c.level_fast_alpha * (x - self._lvl_fast)
+                s = self._lvl_scale
+                level_raw = _squash(abs(self._lvl_fast - self._lvl_slow), s, k)
+                self._lvl_scale = s + c.level_slow_alpha * (abs(x - self._lvl_slow) - s)
+                self._lvl_slow += c.level_slow_alpha * (x - self._lvl_slow)
+            else:
+                level_raw = 0.0
+            season_raw = 0.0
+        self._last = x
+        if c.use_season:
+            b = int((t % c.season_s) / c.season_s * c.season_bins) % c.season_bins
+            p = self._season[b]
+            if p == p:  # not NaN: this bin has been visited before
+                e = abs(x - p)
+                s = self._season_scale
+                season_raw = _squash(e, s, k)
+                self._season_scale = s + a * (e - s)
+                self._season[b] = p + c.season_alpha * (x - p)
+            else:
+                self._season[b] = x
+
+        # 2. anomaly likelihood of each signal; keep the most surprising
+        tail = self._lik_step.update(step_raw)
+        if c.use_level:
+            tail = min(tail, self._lik_level.update(level_raw))
+        if c.use_season:
+            tail = min(tail, self._lik_season.update(season_raw))
+
+        # 3. damp repeated red alarms (one alarm per episode)
+        if self._n >= c.learn:
+            self._since_red += 1
+            if tail <= c.red_tail:
+                if self._prev_red or self._since_red <= c.refractory:
+                    tail = max(tail, c.yellow_tail)
+                else:
+                    self._since_red = 0
+                self._prev_red = True
+            else:
+                self._prev_red = False
+        score = log_score(tail)
+
+        # 4. range novelty
+        novel = False
+        if c.use_range and self._max > self._min:
+            tol = (self._max - self._min) * c.range_tolerance
+            novel = x > self._max + tol or x < self._min - tol
+        if x < self._min:
+            self._min = x
+        if x > self._max:
+            self._max = x
+        if novel and self._n >= c.learn:
+            score = 1.0
+        res = Score(score, tail, novel, step_raw, level_raw, season_raw)
+        self.last = res
+        return res
