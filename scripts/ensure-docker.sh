@@ -30,6 +30,12 @@ if [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null \
   log "dockerd (pid $(cat "$PIDFILE")) is alive but not answering yet; waiting"
 else
   rm -f "$PIDFILE"
+  # A containerd left by a killed dockerd can linger as a zombie (pid 1 here is slow
+  # to reap); dockerd would then wait for its socket forever. Forget such a pid.
+  ctrd_pid=/var/run/docker/containerd/containerd.pid
+  if [[ -f $ctrd_pid ]] && ! grep -qs '^State:[[:space:]]*[RSD]' "/proc/$(cat "$ctrd_pid")/status"; then
+    rm -f "$ctrd_pid"
+  fi
   opts=()
 
   # Storage: keep the default overlay2 unless overlayfs can't be mounted here.
@@ -58,9 +64,10 @@ else
 fi
 
 # 3. Wait for the API.
-for ((i = 0; i < TIMEOUT * 2; i++)); do
-  if docker info >/dev/null 2>&1; then
-    log "docker engine ready after ~$((i / 2)) s: $(docker info -f '{{.ServerVersion}} storage={{.Driver}} cgroup=v{{.CgroupVersion}}/{{.CgroupDriver}}')"
+start=$SECONDS
+while ((SECONDS - start < TIMEOUT)); do
+  if timeout 5 docker info >/dev/null 2>&1; then
+    log "docker engine ready after ~$((SECONDS - start)) s: $(docker info -f '{{.ServerVersion}} storage={{.Driver}} cgroup=v{{.CgroupVersion}}/{{.CgroupDriver}}')"
     exit 0
   fi
   sleep 0.5

@@ -1,0 +1,199 @@
+"""Real processes for integration tests, chaos tests, benchmarks and the demo.
+
+``Cluster`` starts a real ``updraft server`` and real ``updraft agent`` processes (the same entry point a
+user runs) against the real Docker engine, and can kill, pause and restart them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_IMAGE = "updraft/base:bookworm"
+NOOP_IMAGE = "updraft/noop:latest"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # keep polling; report the last error on timeout
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+def ensure_docker() -> None:
+    """Start the engine and build the base images with the project's own scripts; fail loudly if impossible."""
+    subprocess.run(["bash", str(ROOT / "scripts/ensure-docker.sh")], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["bash", str(ROOT / "scripts/build-base-image.sh")], check=True, stdout=subprocess.DEVNULL)
+
+
+class Proc:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.args, self.log_path = args, log
+        self.env = {**os.environ, **(env or {})}
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+                                      start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def kill9(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.popen is not None:
+            self.popen.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None:
+            return
+        if self.alive():
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._log.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def tail(self, n: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+
+class Cluster:
+    """A server and any number of agents, each a real process, in a temporary directory."""
+
+    def __init__(self, workdir: Path | None = None, server_config: dict[str, Any] | None = None) -> None:
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="updraft-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server_config = server_config or {}
+        self.server: Proc | None = None
+        self.agents: dict[str, Proc] = {}
+        self.agent_ports: dict[str, int] = {}
+
+    def _cli(self) -> list[str]:
+        return [sys.executable, "-m", "updraft.cli.main"]
+
+    def start_server(self, **extra: Any) -> Proc:
+        import json
+
+        cfg = self.dir / "server.json"
+        cfg.write_text(json.dumps({**self.server_config, **extra}))
+        self.server = Proc([*self._cli(), "server", "--port", str(self.port), "--data-dir", str(self.dir / "server"),
+                            "--config", str(cfg)], self.dir / "server.log")
+        self.wait_ready()
+        return self.server
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        import httpx
+
+        def ready() -> bool:
+            assert self.server is not None
+            if not self.server.alive():
+                raise RuntimeError("server exited:\n" + self.server.tail())
+            return httpx.get(self.url + "/ready", timeout=1).status_code == 200
+
+        wait_for(ready, timeout, what="server ready")
+
+    def start_agent(self, name: str, *, tags: list[str] | None = None, labels: dict[str, str] | None = None,
+                    taints: list[str] | None = None, cpus: str | None = None, memory: str | None = None,
+                    cpuset: str | None = None, load_source: str = "containers", server: str | None = None,
+                    wait: bool = True, env: dict[str, str] | None = None) -> Proc:
+        port = self.agent_ports.setdefault(name, free_port())
+        args = [*self._cli(), "agent", "--name", name, "--server", server or self.url, "--port", str(port),
+                "--data-dir", str(self.dir / "agents"), "--load-source", load_source]
+        for tag in tags or []:
+            args += ["--tags", tag]
+        for k, v in (labels or {}).items():
+            args += ["--labels", f"{k}={v}"]
+        for t in taints or []:
+            args += ["--taints", t]
+        for flag, value in (("--cpus", cpus), ("--memory", memory), ("--cpuset", cpuset)):
+            if value:
+                args += [flag, value]
+        proc = Proc(args, self.dir / f"agent-{name}.log", env=env)
+        self.agents[name] = proc
+        if wait:
+            self.wait_node(name)
+        return proc
+
+    def wait_node(self, name: str, state: str = "ready", timeout: float = 30) -> None:
+        import httpx
+
+        def check() -> bool:
+            proc = self.agents.get(name)
+            if proc is not None and not proc.alive():
+                raise RuntimeError(f"agent {name} exited:\n" + proc.tail())
+            r = httpx.get(f"{self.url}/v1/nodes/{name}", timeout=1)
+            return r.status_code == 200 and r.json()["state"] == state
+
+        wait_for(check, timeout, what=f"node {name} {state}")
+
+    def client(self) -> Any:
+        from updraft.sdk import Client
+
+        return Client(self.url)
+
+    def close(self) -> None:
+        for proc in self.agents.values():
+            proc.stop()
+        if self.server is not None:
+            self.server.stop()
+        cleanup_containers()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def cleanup_containers() -> None:
+    """Remove every container an updraft agent started (they carry the updraft.task label)."""
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=updraft.task"], capture_output=True, text=True)
+    ids = out.stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
