@@ -222,6 +222,7 @@ class FaultProxy:
 
     def reset_all(self) -> None:
         """Abort every open connection with an RST, now."""
+
         def abort_all() -> None:
             for writer in list(self._writers):
                 _abort_with_rst(writer)
@@ -246,6 +247,12 @@ class FaultProxy:
         return max(0.0, f.latency + u * f.jitter)
 
     async def _serve(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        # Swallow the shutdown cancellation: Python 3.11's stream callback logs a spurious traceback for
+        # every cancelled connection task otherwise.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._proxy(c_reader, c_writer)
+
+    async def _proxy(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
         assert self._flowing is not None
         self.counters["accepted"] += 1
         faults = self.faults

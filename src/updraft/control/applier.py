@@ -58,9 +58,11 @@ def apply_plan(store: Store, plan: Plan, now: float) -> tuple[list[Task], list[E
                 "updated_at": now,
             }
         )
-        txn.put_task(new).event(
-            Event(at=now, kind=_kind(p.placement), message=p.reason, task_id=task.id, node=node.name, token=token)
-        )
+        kind, message = _kind(p.placement), p.reason
+        if task.reason.startswith("drifted from "):
+            origin_node, _, why = task.reason.removeprefix("drifted from ").partition(": ")
+            kind, message = "migrated", f"drifted from {origin_node} to {node.name}: {why}"
+        txn.put_task(new).event(Event(at=now, kind=kind, message=message, task_id=task.id, node=node.name, token=token))
         placed.append(new)
     for d in plan.deferrals:
         task = store.get_task(d.task_id)

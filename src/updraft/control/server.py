@@ -35,6 +35,18 @@ async def scheduler_loop(service: ControlService) -> None:
             log.exception("scheduling pass failed")
 
 
+async def detector_loop(service: ControlService) -> None:
+    """Ten times a second: let the detector report node states, then drift what is due."""
+    while True:
+        await asyncio.sleep(0.1)
+        try:
+            service.check_nodes()
+            if service.drift():
+                service.notifier.notify("scheduler")
+        except Exception:  # keep detecting; the error is logged with its trace
+            log.exception("failure detection pass failed")
+
+
 def create_app(
     settings: ServerSettings,
     clock: Clock | None = None,
@@ -44,7 +56,7 @@ def create_app(
     clock = clock or SystemClock()
     store = store or SqliteStore(settings.data_dir / "updraft.db")
     service = ControlService(store, settings, clock, Notifier())
-    background = [scheduler_loop, *(loops or [])]
+    background = [scheduler_loop, detector_loop, *(loops or [])]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

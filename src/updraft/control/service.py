@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from updraft.clock import Clock
 from updraft.control.applier import apply_plan, committed_usage
+from updraft.control.detector import PhiAccrualDetector
 from updraft.control.notify import Notifier
 from updraft.errors import Conflict, NotFound, StaleToken, ValidationError
 from updraft.model import (
@@ -66,6 +67,7 @@ class ControlService:
         self.rng = rng or random.Random()
         self.forecasts: dict[str, str] = {}
         self.listeners: list[EventListener] = []
+        self.detector = PhiAccrualDetector(settings.detector, clock, settings.heartbeat_interval)
 
     # -- helpers ------------------------------------------------------------------------------------
     def _event(self, kind: str, message: str, task: Task | None = None, node: str | None = None) -> Event:
@@ -175,6 +177,7 @@ class ControlService:
         node = self.store.get_node(name)
         if node is None:
             return HeartbeatReply(known=False, interval=self.settings.heartbeat_interval)
+        self.detector.heartbeat(name)
         now = self.clock.now()
         update: dict[str, object] = {
             "metrics": NodeMetrics(cpu_pct=hb.cpu_pct, memory_pct=hb.memory_pct, at=now),
@@ -381,6 +384,41 @@ class ControlService:
             return self.task(task.id)
         self.notifier.notify("scheduler", f"node:{task.node}")
         return new
+
+    def check_nodes(self) -> None:
+        """Ask the failure detector about every node; record what changed. Reporting only."""
+        for node in self.store.list_nodes():
+            if node.name not in self.detector.nodes():
+                self.detector.heartbeat(node.name)  # e.g. after a server restart: grant a fresh grace period
+                continue
+            state = self.detector.state(node.name)
+            if state == node.state or (state == NodeState.READY):
+                continue
+            silence = self.detector.silence(node.name)
+            self.set_node_state(
+                node.name,
+                state,
+                f"node {node.name} {state}: no heartbeat for {silence:.1f} s (φ={self.detector.phi(node.name):.1f})",
+            )
+
+    def drift(self) -> int:
+        """Requeue the tasks of unreachable nodes once their wait is over; the scheduler places them."""
+        now = self.clock.now()
+        moved = 0
+        for node in self.store.list_nodes():
+            if node.state != NodeState.UNREACHABLE:
+                continue
+            silence = now - node.last_heartbeat
+            for task in self.store.list_tasks(ACTIVE, node=node.name):
+                wait = task.spec.reschedule_after
+                wait = self.settings.reschedule_after if wait is None else wait
+                due = now - node.state_since >= wait
+                if task.spec.on_disconnect == "stop" and task.spec.stop_after is not None:
+                    due = due and silence >= task.spec.stop_after + self.settings.stop_margin
+                if due:
+                    self.requeue(task, f"drifted from {node.name}: {node.name} unreachable for {silence:.1f} s")
+                    moved += 1
+        return moved
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
