@@ -19,7 +19,7 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; 
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io iptables >/dev/null
 fi
 
-if docker info >/dev/null 2>&1; then
+if timeout 10 docker info >/dev/null 2>&1; then
   log "docker engine already running ($(docker version -f '{{.Server.Version}}'))"
   exit 0
 fi

@@ -43,7 +43,8 @@ def echo_server(prefix: bytes = b"") -> Iterator[tuple[str, int]]:
     srv.prefix = prefix  # type: ignore[attr-defined]
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
-        yield srv.server_address[:2]
+        host, port = srv.server_address[:2]
+        yield str(host), int(port)
     finally:
         srv.shutdown()
         srv.server_close()
@@ -223,9 +224,9 @@ def test_http_client_fails_over_from_a_blackholed_endpoint() -> None:
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    upstream = srv.server_address[:2]
+    upstream = (str(srv.server_address[0]), int(srv.server_address[1]))
     try:
-        with FaultProxy(upstream, blackhole=True) as dead, FaultProxy(upstream) as live:  # type: ignore[arg-type]
+        with FaultProxy(upstream, blackhole=True) as dead, FaultProxy(upstream) as live:
             eps = EndpointSet([Endpoint(p.url, rtt=RttEstimator(initial_rto=0.3)) for p in (dead, live)])
             with HttpClient(eps, retry=RetryPolicy(base=0.05)) as client:
                 t0 = time.monotonic()

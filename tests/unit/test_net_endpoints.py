@@ -16,7 +16,7 @@ weights_st = st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_si
 
 
 def _set(weights: list[int], clock: FakeClock | None = None, **kw: object) -> EndpointSet:
-    eps = [Endpoint(f"http://n{i}:8080", weight=w, **kw) for i, w in enumerate(weights)]  # type: ignore[arg-type]
+    eps = [Endpoint(f"http://n{i}:8080", weight=w, **kw) for i, w in enumerate(weights)]
     return EndpointSet(eps, clock=clock or FakeClock())
 
 

@@ -1,0 +1,147 @@
+"""The offload loop end to end: real server and agent processes, real dockerd."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import docker
+import pytest
+
+from tests.cluster import BASE_IMAGE, Cluster, wait_for
+from updraft.errors import NotFound, ValidationError
+
+
+def test_task_runs_and_returns_result_and_logs(two_nodes: Cluster) -> None:
+    with two_nodes.client() as c:
+        task = c.run(image=BASE_IMAGE, command=["python3", "-c", "import sys; print('hello'); print('oops', file=sys.stderr); sys.exit(3)"],
+                     origin="edge", timeout=60)
+        assert task.state == "failed"
+        att = task.current
+        assert att is not None and att.exit_code == 3 and att.node == "edge"
+        assert "hello" in att.log_tail
+        lines = list(c.logs(task.id))
+        assert {"stdout": "hello", "stderr": "oops"} == {ln["stream"]: ln["data"] for ln in lines}
+        ok = c.run(image=BASE_IMAGE, command=["python3", "-c", "print(6*7)"], origin="edge")
+        assert ok.state == "succeeded" and ok.current is not None and ok.current.exit_code == 0
+        assert ok.current.started_at is not None and ok.current.finished_at >= ok.current.started_at
+
+
+def test_loaded_origin_offloads_to_tagged_node_and_says_why(two_nodes: Cluster) -> None:
+    with two_nodes.client() as c:
+        # Occupy the edge: a pinned task requesting all of its cpu makes it 100 % committed.
+        hog = c.submit(image=BASE_IMAGE, command=["sleep", "60"], origin="edge", offloadable=False,
+                       resources={"requests": {"cpu": "500m"}})
+        wait_for(lambda: c.get(hog.id).state == "running", 30, what="hog running")
+        task = c.run(image=BASE_IMAGE, command=["true"], origin="edge", timeout=60)
+        assert task.state == "succeeded"
+        assert task.current is not None and task.current.node == "cloud" and task.current.placement == "offload"
+        events = c.events(task.id)
+        offloaded = [e for e in events if e.kind == "offloaded"]
+        assert offloaded and "origin cpu 100% ≥ 75%" in offloaded[0].message and "cloud" in offloaded[0].message
+        c.cancel(hog.id)
+
+
+def test_container_limits_in_hostconfig(two_nodes: Cluster) -> None:
+    with two_nodes.client() as c:
+        task = c.submit(image=BASE_IMAGE, command=["sleep", "30"], origin="edge",
+                        resources={"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"cpu": "250m", "memory": "64Mi"}})
+        wait_for(lambda: c.get(task.id).state == "running", 30, what="running")
+        cid = c.get(task.id).current.container_id
+        attrs = docker.from_env().containers.get(cid).attrs
+        host = attrs["HostConfig"]
+        assert host["NanoCpus"] == 250_000_000
+        assert host["Memory"] == 64 * 1024 * 1024
+        assert host["CpusetCpus"] == "0"
+        assert host["CgroupParent"] == "/updraft-edge"
+        labels = attrs["Config"]["Labels"]
+        assert labels["updraft.task"] == task.id and labels["updraft.token"] == str(c.get(task.id).token)
+        c.cancel(task.id)
+
+
+def test_memory_limit_exceeded_is_reported_oomkilled(two_nodes: Cluster) -> None:
+    with two_nodes.client() as c:
+        task = c.run(image=BASE_IMAGE, command=["python3", "-c", "x = bytearray(200 * 1024 * 1024); print(len(x))"],
+                     origin="edge", resources={"limits": {"memory": "48Mi"}}, timeout=60)
+        assert task.state == "failed"
+        assert task.current is not None and task.current.oom_killed
+        assert "OOMKilled" in (task.current.error or "")
+
+
+def test_cancel_stops_the_container(two_nodes: Cluster) -> None:
+    with two_nodes.client() as c:
+        task = c.submit(image=BASE_IMAGE, command=["sleep", "120"], origin="edge")
+        wait_for(lambda: c.get(task.id).state == "running", 30, what="running")
+        cid = c.get(task.id).current.container_id
+        t0 = time.monotonic()
+        assert c.cancel(task.id).state == "cancelled"
+        client = docker.from_env()
+
+        def gone() -> bool:
+            try:
+                return client.containers.get(cid).status != "running"
+            except docker.errors.NotFound:
+                return True
+
+        wait_for(gone, 15, what="container stopped")
+        assert time.monotonic() - t0 < 10
+
+
+def test_agent_restart_readopts_running_container(two_nodes: Cluster) -> None:
+    with two_nodes.client() as c:
+        task = c.submit(image=BASE_IMAGE, command=["python3", "-c", "import time; time.sleep(4); print('done')"],
+                        origin="edge")
+        wait_for(lambda: c.get(task.id).state == "running", 30, what="running")
+        token = c.get(task.id).token
+        two_nodes.agents["edge"].kill9()
+        two_nodes.agents["edge"].start()
+        done = c.wait(task.id, timeout=60)
+        assert done.state == "succeeded"
+        assert done.token == token and len(done.attempts) == 1  # the same attempt, re-adopted, not rerun
+
+
+def test_server_kill9_loses_nothing(two_nodes: Cluster) -> None:
+    with two_nodes.client() as c:
+        ids = [c.submit(image=BASE_IMAGE, command=["python3", "-c", "import time; time.sleep(1)"], origin="edge").id
+               for _ in range(5)]
+        assert two_nodes.server is not None
+        two_nodes.server.kill9()
+        two_nodes.server.start()
+        two_nodes.wait_ready()
+        done = [c.wait(i, timeout=120) for i in ids]
+        assert [t.state for t in done] == ["succeeded"] * 5
+
+
+def test_unpullable_image_fails_with_reason(two_nodes: Cluster) -> None:
+    with two_nodes.client() as c:
+        task = c.run(image="127.0.0.1:1/missing/image:nope", command=["true"], origin="edge", timeout=60)
+        assert task.state == "failed"
+        assert "cannot be pulled" in (task.current.error or "")
+
+
+def test_sdk_errors_are_project_classes(two_nodes: Cluster) -> None:
+    with two_nodes.client() as c:
+        with pytest.raises(NotFound):
+            c.get("t-doesnotexist")
+        with pytest.raises(ValidationError) as err:
+            c.submit(image=BASE_IMAGE, resources={"requests": {"cpu": "12Zi"}})
+        assert err.value.details["field"] == "resources.requests.cpu"
+        with pytest.raises(ValidationError):
+            c.submit(image=BASE_IMAGE, origin="no-such-node")
+
+
+def test_cli_run_exits_with_task_code_and_prints_where(two_nodes: Cluster) -> None:
+    cli = [sys.executable, "-m", "updraft.cli.main"]
+    env_server = ["--server", two_nodes.url]
+    out = subprocess.run([*cli, "run", "--origin", "edge", *env_server, BASE_IMAGE, "python3", "-c",
+                          "print('from the task'); raise SystemExit(7)"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 7, out.stderr
+    assert "from the task" in out.stdout
+    assert "on edge (local)" in out.stderr
+    ps = subprocess.run([*cli, "ps", *env_server], capture_output=True, text=True, timeout=30)
+    assert ps.returncode == 0 and "failed" in ps.stdout
+    nodes = subprocess.run([*cli, "nodes", *env_server], capture_output=True, text=True, timeout=30)
+    assert "edge" in nodes.stdout and "cloud" in nodes.stdout
+    drain = subprocess.run([*cli, "node", "cordon", "cloud", *env_server], capture_output=True, text=True, timeout=30)
+    assert drain.returncode == 0 and "cordoned=True" in drain.stdout
