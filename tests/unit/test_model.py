@@ -120,9 +120,9 @@ def test_image_name_drops_tag_and_digest() -> None:
 
 
 def test_requests_above_limits_rejected() -> None:
-    with pytest.raises(pydantic.ValidationError, match=r"requests.cpu 2 exceeds limits.cpu 1"):
+    with pytest.raises(pydantic.ValidationError, match=r"requests\.cpu 2 exceeds limits\.cpu 1"):
         Resources(requests=ResourceList(cpu="2"), limits=ResourceList(cpu="1"))
-    with pytest.raises(pydantic.ValidationError, match="requests.memory"):
+    with pytest.raises(pydantic.ValidationError, match=r"requests\.memory"):
         Resources(requests=ResourceList(memory="2Gi"), limits=ResourceList(memory="1Gi"))
     ok = Resources(requests=ResourceList(cpu="500m", memory="1Gi"), limits=ResourceList(cpu="500m", memory="1Gi"))
     assert ok.request_cpu() == 500
@@ -155,7 +155,7 @@ def test_spec_field_rules() -> None:
 def test_spec_is_immutable() -> None:
     s = spec()
     with pytest.raises(pydantic.ValidationError):
-        s.image = "other"  # type: ignore[misc]
+        s.image = "other"
 
 
 # -- taints and tolerations ----------------------------------------------------------------------------

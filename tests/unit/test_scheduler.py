@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
-from builders import DIGEST, NOW, IMAGE, node, policy, snapshot, task, tol
+from builders import DIGEST, IMAGE, NOW, node, policy, snapshot, task, tol
 
 from updraft.model import Node, NodeState, Task
-from updraft.scheduler import Plan, Policy, Usage, queue_order, schedule
+from updraft.scheduler import Deferral, Placement, Plan, Policy, Usage, queue_order, schedule
 
 
 def plan_for(
@@ -21,7 +21,8 @@ def plan_for(
 ) -> Plan:
     """Schedule, and check the invariant every test shares: each decision says why."""
     plan = schedule(snapshot(nodes, pending, usage, forecasts), pol or policy(), now)
-    for d in [*plan.placements, *plan.deferrals]:
+    decisions: list[Placement | Deferral] = [*plan.placements, *plan.deferrals]
+    for d in decisions:
         assert d.reason.strip(), d
     return plan
 
@@ -218,7 +219,9 @@ def test_not_offloadable_pins_to_origin() -> None:
 
 
 def test_not_offloadable_waits_for_a_full_origin() -> None:
-    plan = plan_for([node(EDGE, cpu="1"), node("cloud", tags=["edge"])], [task("t", origin=EDGE, cpu="2", offloadable=False)])
+    plan = plan_for(
+        [node(EDGE, cpu="1"), node("cloud", tags=["edge"])], [task("t", origin=EDGE, cpu="2", offloadable=False)]
+    )
     assert deferred(plan) == {"t"}
     assert reason(plan, "t").startswith("pinned to origin edge-1: insufficient cpu")
 

@@ -7,6 +7,7 @@ readiness, exclusions, pinning; and every due task gets exactly one decision.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from builders import NOW
 from hypothesis import HealthCheck, given, settings
@@ -32,60 +33,84 @@ VALUES = ["", "a", "b"]
 TAGS = ["edge", "low-util", "cloud"]
 GIB = 2**30
 
-taints = st.builds(Taint, key=st.sampled_from(KEYS), value=st.sampled_from(VALUES), effect=st.sampled_from(Effect))
+NAMES = [f"n{i}" for i in range(6)]
+EFFECTS = list(Effect)
+taints = st.builds(Taint, key=st.sampled_from(KEYS), value=st.sampled_from(VALUES), effect=st.sampled_from(EFFECTS))
+labels = st.dictionaries(st.sampled_from(["zone", "arch"]), st.sampled_from(["a", "b"]), max_size=2)
+percent = st.floats(0, 100)
+mostly_ready = st.sampled_from([NodeState.READY] * 4 + [NodeState.SUSPECT, NodeState.UNREACHABLE])
+rarely = st.integers(0, 4).map(lambda n: n == 0)
+maybe_millis = st.none() | st.integers(0, 6000)
+maybe_mebis = st.none() | st.integers(0, 8 * 1024)
 
 
 @st.composite
 def tolerations(draw: st.DrawFn) -> Toleration:
     key = draw(st.sampled_from(["", *KEYS]))
-    operator = "Exists" if not key else draw(st.sampled_from(["Equal", "Exists"]))
+    operator: Literal["Equal", "Exists"] = "Exists" if not key else draw(st.sampled_from(["Equal", "Exists"]))
     value = draw(st.sampled_from(VALUES)) if operator == "Equal" else ""
-    effect = draw(st.none() | st.sampled_from(Effect))
+    effect = draw(st.none() | st.sampled_from(EFFECTS))
     return Toleration(key=key, operator=operator, value=value, effect=effect)
 
 
+TOLERATIONS = st.lists(tolerations(), max_size=3)
+SELECTORS = st.dictionaries(st.sampled_from(["zone", "arch"]), st.sampled_from(["a", "b"]), max_size=1)
+
+
 @st.composite
-def nodes_and_usage(draw: st.DrawFn) -> tuple[dict[str, Node], dict[str, Usage]]:
-    nodes: dict[str, Node] = {}
-    usage: dict[str, Usage] = {}
-    for i in range(draw(st.integers(0, 6))):
-        name = f"n{i}"
-        cap = Capacity(cpu_millis=draw(st.integers(1, 16)) * 500, memory_bytes=draw(st.integers(1, 16)) * GIB // 2)
-        nodes[name] = Node(
-            name=name,
-            capacity=cap,
-            labels=draw(st.dictionaries(st.sampled_from(["zone", "arch"]), st.sampled_from(["a", "b"]))),
-            tags=draw(st.lists(st.sampled_from(TAGS), unique=True, max_size=2)),
-            taints=draw(st.lists(taints, max_size=2)),
-            state=draw(st.sampled_from(NodeState)),
-            cordoned=draw(st.booleans()),
-            draining=draw(st.booleans()),
-            offloading=draw(st.booleans()),
-            metrics=NodeMetrics(cpu_pct=draw(st.floats(0, 100)), memory_pct=draw(st.floats(0, 100))),
-        )
-        if draw(st.booleans()):  # some capacity already committed, never more than the node has
-            usage[name] = Usage(
-                cpu_millis=draw(st.integers(0, cap.cpu_millis)),
-                memory_bytes=draw(st.integers(0, cap.memory_bytes)),
-                tasks=draw(st.integers(0, 5)),
-            )
-    return nodes, usage
-
-
-def task_specs(node_names: list[str]) -> st.SearchStrategy[TaskSpec]:
-    origins = st.none() | st.sampled_from([*node_names, "ghost"])
-    cpu = st.none() | st.integers(0, 6000).map(lambda m: f"{m}m")
-    memory = st.none() | st.integers(0, 8 * 1024).map(lambda mi: f"{mi}Mi")
-    return st.builds(
-        TaskSpec,
-        image=st.sampled_from(["busybox:1.36", "app:v1"]),
-        resources=st.builds(Resources, requests=st.builds(ResourceList, cpu=cpu, memory=memory)),
-        node_selector=st.dictionaries(st.sampled_from(["zone", "arch"]), st.sampled_from(["a", "b"]), max_size=1),
-        tolerations=st.lists(tolerations(), max_size=3),
-        priority=st.integers(-2, 2),
-        offloadable=st.booleans(),
-        origin=origins,
+def _node(draw: st.DrawFn) -> tuple[Node, Usage | None]:
+    cap = Capacity(cpu_millis=draw(st.integers(1, 16)) * 500, memory_bytes=draw(st.integers(1, 16)) * GIB // 2)
+    node = Node(
+        name="?",
+        capacity=cap,
+        labels=draw(labels),
+        tags=draw(st.lists(st.sampled_from(TAGS), unique=True, max_size=2)),
+        taints=draw(st.lists(taints, max_size=2)),
+        state=draw(mostly_ready),
+        cordoned=draw(rarely),
+        draining=draw(rarely),
+        offloading=draw(st.booleans()),
+        metrics=NodeMetrics(cpu_pct=draw(percent), memory_pct=draw(percent)),
     )
+    usage = None
+    if draw(st.booleans()):  # some capacity already committed, never more than the node has
+        usage = Usage(
+            cpu_millis=draw(st.integers(0, cap.cpu_millis)),
+            memory_bytes=draw(st.integers(0, cap.memory_bytes)),
+            tasks=draw(st.integers(0, 5)),
+        )
+    return node, usage
+
+
+@st.composite
+def _task(draw: st.DrawFn) -> Task:
+    """Origins and exclusions name n0..n5 or "ghost": some of them are not in the cluster, on purpose."""
+    cpu = draw(maybe_millis)
+    memory = draw(maybe_mebis)
+    spec = TaskSpec(
+        image=draw(st.sampled_from(["busybox:1.36", "app:v1"])),
+        resources=Resources(
+            requests=ResourceList(
+                cpu=None if cpu is None else f"{cpu}m", memory=None if memory is None else f"{memory}Mi"
+            )
+        ),
+        node_selector=draw(SELECTORS),
+        tolerations=draw(TOLERATIONS),
+        priority=draw(st.integers(-2, 2)),
+        offloadable=draw(st.booleans()),
+        origin=draw(st.none() | st.sampled_from([*NAMES, "ghost"])),
+    )
+    return Task(
+        id="?",
+        spec=spec,
+        submitted_seq=draw(st.integers(0, 20)),
+        excluded_nodes=draw(st.lists(st.sampled_from(NAMES), max_size=2)),
+        not_before=draw(st.sampled_from([0.0, NOW, NOW + 5])),
+    )
+
+
+NODE_LISTS = st.lists(_node(), min_size=1, max_size=len(NAMES))
+TASK_LISTS = st.lists(_task(), max_size=12)
 
 
 @dataclass
@@ -96,19 +121,8 @@ class Case:
 
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
-    nodes, usage = draw(nodes_and_usage())
-    names = list(nodes)
-    pending = []
-    for i in range(draw(st.integers(0, 12))):
-        pending.append(
-            Task(
-                id=f"t{i}",
-                spec=draw(task_specs(names)),
-                submitted_seq=draw(st.integers(0, 20)),
-                excluded_nodes=draw(st.lists(st.sampled_from(names), max_size=2)) if names else [],
-                not_before=draw(st.sampled_from([0.0, NOW, NOW + 5])),
-            )
-        )
+    cluster = [(n.model_copy(update={"name": name}), u) for name, (n, u) in zip(NAMES, draw(NODE_LISTS), strict=False)]
+    pending = [t.model_copy(update={"id": f"t{i}"}) for i, t in enumerate(draw(TASK_LISTS))]
     pol = Policy(
         enable_offload=draw(st.booleans()),
         threshold_cpu=draw(st.floats(1, 100)),
@@ -116,11 +130,17 @@ def cases(draw: st.DrawFn) -> Case:
         target_node_tags=draw(st.lists(st.sampled_from(TAGS), max_size=2)),
         hysteresis=draw(st.floats(0, 50)),
     )
-    forecasts = {n: "forecast" for n in draw(st.lists(st.sampled_from(names), max_size=2))} if names else {}
-    return Case(Snapshot(nodes=nodes, pending=pending, usage=usage, forecasts=forecasts), pol)
+    forecasts = {n: "forecast" for n in draw(st.lists(st.sampled_from(NAMES), max_size=2))}
+    snap = Snapshot(
+        nodes={n.name: n for n, _ in cluster},
+        pending=pending,
+        usage={n.name: u for n, u in cluster if u is not None},
+        forecasts=forecasts,
+    )
+    return Case(snap, pol)
 
 
-PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _run(case: Case) -> tuple[Plan, dict[str, Task]]:
@@ -141,7 +161,7 @@ def test_placements_honour_taints_selectors_readiness_and_exclusions(case: Case)
             assert node.labels.get(key) == want
         assert p.node not in t.excluded_nodes
         assert t.not_before <= NOW
-        if not t.spec.offloadable:
+        if not t.spec.offloadable and t.spec.origin is not None:
             assert p.node == t.spec.origin
         assert p.reason
 

@@ -14,7 +14,11 @@ __all__ = ["Action", "Agent", "Observed", "Start", "Stop", "Watch", "reconcile",
 def serve_agent(settings: AgentSettings) -> None:
     from updraft.agent.http import serve
 
+    import signal
+
     agent = Agent(settings)
+    # SIGTERM ends the agent but not its containers: they run on and are re-adopted by the next agent.
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     http = serve(agent, settings.host, settings.port)
     logging.getLogger("updraft.agent").info(
         "agent %s probes and metrics on %s:%s", settings.name, *http.server_address[:2]

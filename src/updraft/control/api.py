@@ -67,6 +67,29 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send)
             return
+        if declared is None:
+            # Chunked: read (at most limit + one chunk) before the app runs. Raising from inside the app's
+            # receive would surface as FastAPI's generic 400 "error parsing the body", not as a 413.
+            buffered: list[Message] = []
+            size = 0
+            while True:
+                message = await receive()
+                buffered.append(message)
+                if message["type"] != "http.request":
+                    break
+                size += len(message.get("body", b""))
+                if size > self.limit:
+                    await self._refuse(send)
+                    return
+                if not message.get("more_body", False):
+                    break
+            replay = iter(buffered)
+
+            async def replaying() -> Message:
+                return next(replay, None) or await receive()
+
+            await self.app(scope, replaying, send)
+            return
         seen = 0
 
         async def counting() -> Message:

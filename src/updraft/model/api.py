@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from updraft.errors import ValidationError
 from updraft.model.quantity import parse_cpu, parse_memory
 from updraft.model.spec import Taint, TaskSpec
 
@@ -21,14 +22,22 @@ class CapacitySpec(_Body):
     @field_validator("cpu")
     @classmethod
     def _cpu(cls, v: str) -> str:
-        if parse_cpu(v) <= 0:
+        try:
+            millis = parse_cpu(v)
+        except ValidationError as exc:  # re-raised as ValueError so pydantic names the path (capacity.cpu)
+            raise ValueError(exc.message.removeprefix("cpu: ")) from exc
+        if millis <= 0:
             raise ValueError("cpu capacity must be positive")
         return v
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, v: str) -> str:
-        if parse_memory(v) <= 0:
+        try:
+            n = parse_memory(v)
+        except ValidationError as exc:
+            raise ValueError(exc.message.removeprefix("memory: ")) from exc
+        if n <= 0:
             raise ValueError("memory capacity must be positive")
         return v
 

@@ -46,7 +46,8 @@ class DetectorConfig:
     They were chosen once for the whole NAB corpus (never per file); see ``docs/predict.md``.
     """
 
-    #: Samples before any score other than 0.5-equivalent is produced (the model is still learning).
+    #: Learning period in samples: until then the likelihoods have no opinion (score ~0.03) and range
+    #: novelty is not reported.
     learn: int = 300
     #: Length of the long-term distribution of averaged raw scores, in samples.
     history: int = 8640
@@ -70,8 +71,9 @@ class DetectorConfig:
     yellow_tail: float = 1e-4
     #: After a red alarm, further reds within this many samples are damped.
     refractory: int = 100
-    #: A value beyond the seen range by more than this fraction of it scores 1 (0 disables... use < 0).
+    #: A value beyond the seen range by more than this fraction of the range scores 1.
     range_tolerance: float = 0.05
+    #: Switches for the individual signals (for ablations; all on by default).
     use_range: bool = True
     use_season: bool = True
     use_level: bool = True

@@ -36,6 +36,7 @@ The rules implemented here (and tested against hand computations in ``tests/unit
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ def row_weights(
     if probation is None:
         probation = probationary_length(n_rows)
     wins = tuple(sorted((int(a), int(b)) for a, b in windows))
-    for (_, b0), (a1, _) in zip(wins, wins[1:], strict=False):
+    for (_, b0), (a1, _) in itertools.pairwise(wins):
         if a1 <= b0:
             raise ValueError("anomaly windows must not overlap")
     weight = np.empty(n_rows, dtype=np.float64)

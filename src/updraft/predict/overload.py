@@ -3,10 +3,11 @@
 Why: a static threshold offloads too late (the node is already at 92 %) and too often (one noisy sample
 over the line triggers an offload). :class:`OverloadPredictor` instead
 
-* fits a straight line to the last ``window_s`` seconds of samples (ordinary least squares over a ring
-  buffer, O(1) per sample via running sums) and asks how likely the value is to be at or above the
-  threshold within ``horizon_s`` — the regression's own predictive interval gives the probability, so a
-  noisy series needs a steeper, longer trend to be believed than a quiet one;
+* fits straight lines to the recent samples at a few time scales (exponentially weighted least squares,
+  O(1) time and memory per sample) and asks how likely the value is to be at or above the threshold
+  within ``horizon_s``. Each fit's own predictive interval gives the probability, so a noisy series needs
+  a steeper, longer trend to be believed than a quiet one; the short scale (8 s) sees a new ramp within
+  seconds, the long one (30 s) is steadier, and the most alarmed of them is reported;
 * treats a sample that is far outside the fit (``spike_k`` residual standard deviations) as *suspect*:
   it is clipped before it reaches the fit, and if it is over the threshold it is reported as
   ``transient`` and no offload is advised. If the next ``spike_hold`` samples are also outside the fit on
@@ -19,7 +20,6 @@ over the line triggers an offload). :class:`OverloadPredictor` instead
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 
 from updraft.predict._stats import normal_cdf
@@ -131,8 +131,7 @@ class OverloadPredictor:
         horizon_s: float = 30.0,
         *,
         decision_level: float = 0.8,
-        window_s: float = 60.0,
-        max_samples: int = 256,
+        scales_s: tuple[float, ...] = (8.0, 30.0),
         spike_k: float = 4.0,
         spike_hold: int = 1,
         noise_floor: float = 0.5,
@@ -140,86 +139,97 @@ class OverloadPredictor:
     ) -> None:
         """Create a predictor.
 
-        ``threshold`` and ``noise_floor`` are in the metric's unit (percent). ``noise_floor`` is the smallest
-        residual standard deviation the fit will assume, so a perfectly flat series does not produce
-        overconfident probabilities. ``spike_k`` is how many residual standard deviations make a sample
-        suspect, and ``spike_hold`` how many consecutive suspect samples are ignored before they count as
-        a level shift.
+        ``threshold`` and ``noise_floor`` are in the metric's unit (percent). ``scales_s`` are the time
+        constants (seconds) of the line fits; each should span at least a few samples (a scale with fewer
+        than 3 effective samples has no trend). ``noise_floor`` is the smallest residual standard
+        deviation assumed, so a perfectly flat series does not produce overconfident probabilities.
+        ``spike_k`` is how many predictive standard deviations make a sample suspect, and ``spike_hold``
+        how many consecutive suspect samples are ignored before they count as a level shift.
         """
-        if horizon_s < 0 or window_s <= 0:
-            raise ValueError("horizon_s must be >= 0 and window_s > 0")
+        if horizon_s < 0:
+            raise ValueError("horizon_s must be >= 0")
         if not 0.0 <= decision_level <= 1.0:
             raise ValueError("decision_level must be in [0, 1]")
-        if max_samples < 3 or spike_hold < 0 or noise_floor <= 0:
-            raise ValueError("max_samples must be >= 3, spike_hold >= 0, noise_floor > 0")
+        if not scales_s or min(scales_s) <= 0:
+            raise ValueError("scales_s must be a non-empty tuple of positive time constants")
+        if spike_k <= 0 or spike_hold < 0 or noise_floor <= 0:
+            raise ValueError("spike_k and noise_floor must be > 0, spike_hold >= 0")
         self.threshold = float(threshold)
         self.horizon_s = float(horizon_s)
         self.decision_level = decision_level
+        self.scales_s = tuple(sorted(scales_s))
         self.spike_k = spike_k
         self.spike_hold = spike_hold
         self.noise_floor = noise_floor
         self.detector = AnomalyDetector(detector_config)
-        self._fit = _LineFit(window_s, max_samples)
+        self._fits = [_EWLine(s) for s in self.scales_s]
         self._suspects: list[tuple[float, float]] = []  # consecutive suspect samples (raw), same side
         self._suspect_sign = 0
         self._last_t: float | None = None
 
-    def _predict(self, t: float) -> tuple[float, float, float, int]:
-        """Fitted value at time ``t``, its predictive std for a new observation, slope, and n."""
-        a, b, sigma, mx, sxx, n = self._fit.fit()
-        sigma = max(sigma, self.noise_floor)
-        x = t - self._fit.t0()
-        y = a + b * x
-        if n == 0:
-            return y, math.inf, 0.0, 0
-        var = sigma * sigma * (1.0 + 1.0 / n + ((x - mx) ** 2 / sxx if sxx > 0 else 0.0))
-        return y, math.sqrt(var), b, n
+    def _reset(self, samples: list[tuple[float, float]]) -> None:
+        self._fits = [_EWLine(s) for s in self.scales_s]
+        for t, y in samples:
+            for f in self._fits:
+                f.push(t, y)
 
     def update(self, t: float, value: float) -> Prediction:
         """Consume one sample and return the prediction. ``t`` in seconds, non-decreasing."""
         x = float(value)
+        t = float(t)
         if not math.isfinite(x) or not math.isfinite(t):
             raise ValueError(f"sample must be finite, got t={t!r} value={value!r}")
-        if self._last_t is not None and t < self._last_t:
-            t = self._last_t  # a clock step backwards: keep the series ordered
+        last_t = self._last_t
+        if last_t is not None and t < last_t:
+            t = last_t  # a clock step backwards: keep the series ordered
         self._last_t = t
         score = self.detector.update(t, x)
-
         thr = self.threshold
+        floor = self.noise_floor
+
+        # Is this sample plausible under the short-scale fit (which tracks ramps best)?
         transient = False
-        y_hat, sd, _, n = self._predict(t)
-        if n >= 3 and abs(x - y_hat) > self.spike_k * sd:
+        short = self._fits[0]
+        dt = t - last_t if last_t is not None else 0.0
+        y_hat, sd, _ = short.predict(dt, floor)
+        if short.n_eff() >= 3.0 and abs(x - y_hat) > self.spike_k * sd:
             sign = 1 if x > y_hat else -1
             if sign != self._suspect_sign:
                 self._suspects = []
                 self._suspect_sign = sign
             self._suspects.append((t, x))
             if len(self._suspects) > self.spike_hold:
-                # Not a spike: a level shift. Restart the fit from the new level.
-                self._fit.reset(self._suspects)
+                # Not a spike: a level shift. Restart the fits from the new level.
+                self._reset(self._suspects)
                 self._suspects = []
                 self._suspect_sign = 0
             else:
-                # Suspect: keep it out of the fit (clip it to the edge of the band).
-                self._fit.push(t, y_hat + sign * self.spike_k * sd)
+                # Suspect: keep it out of the fits (clip it to the edge of the plausible band).
+                clipped = y_hat + sign * self.spike_k * sd
+                for f in self._fits:
+                    f.push(t, clipped)
                 transient = x >= thr and y_hat < thr
         else:
             self._suspects = []
             self._suspect_sign = 0
-            self._fit.push(t, x)
+            for f in self._fits:
+                f.push(t, x)
 
-        level, sd_now, slope, n = self._predict(t)
-        if n < 2:
-            p_now = 1.0 if level >= thr else 0.0
-            p_cross = p_now
-            slope = 0.0
-        else:
-            t_star = t + self.horizon_s if slope > 0 else t
-            y_star, sd_star, _, _ = self._predict(t_star)
-            p_cross = normal_cdf((y_star - thr) / sd_star)
+        # Probability of reaching the threshold within the horizon: the most alarmed usable scale.
+        p_cross = 0.0
+        level, _, slope = self._fits[-1].predict(0.0, floor)
+        for f in self._fits:
+            if f.n_eff() < 1.5:
+                continue
+            y0, _, b = f.predict(0.0, floor)
+            dx = self.horizon_s if b > 0.0 else 0.0
+            y1, sd1, _ = f.predict(dx, floor)
+            p = normal_cdf((y1 - thr) / sd1)
+            if p >= p_cross:
+                p_cross, level, slope = p, y0, b
         if level >= thr:
             eta: float | None = 0.0
-        elif slope > 0:
+        elif slope > 0.0:
             eta = (thr - level) / slope
         else:
             eta = None
@@ -227,9 +237,7 @@ class OverloadPredictor:
         reason = self._reason(x, level, slope, p_cross, eta, transient)
         return Prediction(t, x, level, slope, score, p_cross, transient, should, eta, reason)
 
-    def _reason(
-        self, x: float, level: float, slope: float, p: float, eta: float | None, transient: bool
-    ) -> str:
+    def _reason(self, x: float, level: float, slope: float, p: float, eta: float | None, transient: bool) -> str:
         thr = self.threshold
         if transient:
             return f"spike to {x:.1f}% over {thr:g}% looks transient (level {level:.1f}%), holding back"

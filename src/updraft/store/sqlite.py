@@ -93,6 +93,9 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO nodes (name, rev, data) VALUES (?, ?, ?)", (node.name, rev, data)
                 )
             if txn.idempotency is not None:
+                key = txn.idempotency[0]
+                if self._db.execute("SELECT 1 FROM idempotency WHERE key = ?", (key,)).fetchone():
+                    raise Conflict(f"idempotency key {key!r} is already used", key=key)
                 self._db.execute("INSERT INTO idempotency (key, task_id) VALUES (?, ?)", txn.idempotency)
             self._db.executemany(
                 "INSERT INTO events (at, kind, task_id, node, token, message) VALUES (?, ?, ?, ?, ?, ?)",
