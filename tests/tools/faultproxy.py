@@ -127,6 +127,8 @@ class FaultProxy:
         return f"http://{self.address[0]}:{self.address[1]}"
 
     def start(self) -> Self:
+        self._ready.clear()
+        self._error = None
         self._thread = threading.Thread(target=self._run, name="faultproxy", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -193,8 +195,9 @@ class FaultProxy:
         with self._lock:
             self._faults = replace(self._faults, **changes)  # type: ignore[arg-type]
             faults = self._faults
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._apply_flow)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # not running (yet, or any more): start() applies it
+                self._loop.call_soon_threadsafe(self._apply_flow)
         return faults
 
     def set_latency(self, latency: float, jitter: float | None = None) -> None:
@@ -228,7 +231,8 @@ class FaultProxy:
                 _abort_with_rst(writer)
 
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(abort_all)
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(abort_all)
 
     # -- the proxy itself (loop thread) --------------------------------------------------------------
 

@@ -102,4 +102,5 @@ def run(settings: ServerSettings) -> None:
     import uvicorn
 
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=1)

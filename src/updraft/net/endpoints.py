@@ -45,7 +45,15 @@ DEFAULT_FAIL_TIMEOUT = 10.0
 
 @dataclass(frozen=True)
 class EndpointStats:
-    """Counters and estimator state of one endpoint, for metrics and benchmarks."""
+    """Counters and estimator state of one endpoint, for metrics and benchmarks.
+
+    ``down``/``down_for``: benched now, and for how many more seconds. ``fails``: failures in the current
+    ``fail_timeout`` window. ``srtt``/``rttvar``: None until the first valid sample. ``rto``: the timeout
+    the next request would get (back-off included). ``requests``: attempts sent here; ``retries``: those
+    that were a retry of a request first sent elsewhere or earlier; ``failures``: attempts that failed
+    (connect error, timeout, dropped connection, 502/503/504); ``timeouts``: the failures that were
+    timeouts.
+    """
 
     url: str
     backup: bool
