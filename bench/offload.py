@@ -18,9 +18,10 @@ from _common import table, write_results
 from tests.cluster import BASE_IMAGE, Cluster, ensure_docker, wait_for
 
 TASKS = 8
-WORK = 400_000  # sha256 rounds per task: about half a CPU-second here
+WORK = 3_600_000  # sha256 rounds per task: about 1.5 CPU-seconds here
 BURN = f"import hashlib\nh=b'x'\nfor _ in range({WORK}): h=hashlib.sha256(h).digest()\nprint(h.hex()[:16])"
-DEVICE_LOAD = "import time\nwhile True:\n t=time.monotonic()\n while time.monotonic()-t<0.04: pass\n time.sleep(0.06)"
+# The device's own work: 20 ms of cpu every 100 ms, i.e. 0.2 cpu = 40 % of the edge.
+DEVICE_LOAD = "import time\nwhile True:\n t=time.monotonic()\n while time.monotonic()-t<0.02: pass\n time.sleep(0.08)"
 POLICY = {"scheduler": "offload", "threshold_cpu": 75, "threshold_memory": 80, "target_node_tags": ["edge", "low-util"]}
 
 
@@ -39,12 +40,12 @@ def run_burst(enable_offload: bool) -> dict[str, float]:
         cluster.start_agent("cloud", tags=["low-util"], cpus="1", cpuset="1", memory="2Gi")
         with cluster.client() as c:
             device = c.submit(image=BASE_IMAGE, command=["python3", "-c", DEVICE_LOAD], origin="edge",
-                              offloadable=False, resources={"requests": {"cpu": "200m"}})
+                              offloadable=False)
             wait_for(lambda: c.get(device.id).state == "running", 30, what="device workload running")
             time.sleep(3)  # let the edge's measured load settle at its own workload
             cpu0, t0 = edge_cpu_seconds(), time.monotonic()
             ids = [c.submit(image=BASE_IMAGE, command=["python3", "-c", BURN], origin="edge",
-                            resources={"requests": {"cpu": "250m"}}).id for _ in range(TASKS)]
+                            resources={"requests": {"cpu": "100m"}}).id for _ in range(TASKS)]
             done = [c.wait(i, timeout=300) for i in ids]
             cpu1, t1 = edge_cpu_seconds(), time.monotonic()
             c.cancel(device.id)

@@ -22,7 +22,8 @@ def committed_usage(store: Store) -> dict[str, Usage]:
     usage: dict[str, Usage] = {}
     for task in store.list_tasks(ACTIVE, limit=1_000_000):
         if task.node:
-            usage[task.node] = usage.get(task.node, Usage()).plus(task.spec)
+            started = task.state == TaskState.RUNNING
+            usage[task.node] = usage.get(task.node, Usage()).plus(task.spec, started=started)
     return usage
 
 

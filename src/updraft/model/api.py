@@ -73,6 +73,14 @@ class Assignment(_Body):
     traceparent: str | None = None
 
 
+class ProbeReport(_Body):
+    """What an agent's probes found about a running attempt: readiness, and liveness restarts so far."""
+
+    ready: bool | None = None
+    restarts: int = Field(default=0, ge=0)
+    message: str = Field(default="", max_length=1024)
+
+
 class Assignments(_Body):
     index: int
     assignments: list[Assignment]

@@ -126,6 +126,36 @@ class Resources(_Strict):
         return self.limits.memory_bytes
 
 
+class Probe(_Strict):
+    """A container probe with Kubernetes semantics.
+
+    ``http`` succeeds iff 200 ≤ status < 400 for ``GET path`` on ``port``; ``tcp`` iff a connection to ``port``
+    opens; ``exec`` iff ``command`` exits 0 inside the container. The agent probes from inside the container's
+    network namespace, so ``port`` is the container's port and need not be published. A verdict flips after
+    ``failure_threshold`` consecutive failures or ``success_threshold`` consecutive successes.
+    """
+
+    kind: Literal["http", "tcp", "exec"]
+    path: str = Field(default="/", max_length=2048, description="http: the path to GET")
+    port: int | None = Field(default=None, ge=1, le=65535, description="http, tcp: the container's port")
+    command: list[str] | None = Field(default=None, description="exec: argv run inside the container")
+    initial_delay_seconds: float = Field(default=0.0, ge=0)
+    period_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: float = Field(default=1.0, gt=0)
+    failure_threshold: int = Field(default=3, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _target(self) -> Probe:
+        if self.kind in ("http", "tcp") and self.port is None:
+            raise ValueError(f"a {self.kind} probe needs a port")
+        if self.kind == "exec" and not self.command:
+            raise ValueError("an exec probe needs a command")
+        if self.kind == "http" and not self.path.startswith("/"):
+            raise ValueError("an http probe path must start with /")
+        return self
+
+
 LabelMap = Annotated[dict[str, str], Field(max_length=64)]
 
 
@@ -156,6 +186,8 @@ class TaskSpec(_Strict):
         default=None, gt=0, description="with on_disconnect=stop: seconds cut off before the agent stops it"
     )
     volumes: list[str] = Field(default_factory=list, max_length=16, description="host:container[:ro]")
+    liveness_probe: Probe | None = Field(default=None, description="failing it restarts the container")
+    readiness_probe: Probe | None = Field(default=None, description="its verdict is the attempt's ready flag")
 
     @field_validator("image")
     @classmethod
@@ -184,6 +216,8 @@ class TaskSpec(_Strict):
     def _disconnect(self) -> TaskSpec:
         if self.on_disconnect == "stop" and self.stop_after is None:
             raise ValueError("on_disconnect=stop needs stop_after (seconds)")
+        if self.liveness_probe is not None and self.liveness_probe.success_threshold != 1:
+            raise ValueError("liveness_probe.success_threshold must be 1 (as in Kubernetes)")
         return self
 
     def tolerates(self, taint: Taint) -> bool:

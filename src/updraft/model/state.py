@@ -104,6 +104,8 @@ class Attempt(_Value):
     log_tail: str = ""
     container_id: str | None = None
     image_digest: str | None = None
+    ready: bool | None = Field(default=None, description="the readiness probe's verdict; None without one")
+    restarts: int = Field(default=0, description="container restarts after a failing liveness probe")
 
 
 class Task(_Value):
@@ -120,6 +122,7 @@ class Task(_Value):
     updated_at: float = 0.0
     submitted_seq: int = 0
     reason: str = ""
+    traceparent: str | None = Field(default=None, description="W3C trace context of the submit span")
     revision: int = 0
 
     @property

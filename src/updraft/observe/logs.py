@@ -1,13 +1,37 @@
-"""Logging: ``text`` for people, ``json`` (one object per line) for Filebeat and friends."""
+"""Logging: ``text`` for people, ``json`` (one object per line) for Filebeat and friends.
+
+Every JSON line has the same keys — ``timestamp, level, component, node, task_id, attempt, trace_id,
+logger, message`` — with ``null`` where a value does not apply, so a shipper's mapping never changes shape.
+``task_id``, ``attempt`` (the fencing token) and ``trace_id`` come from the record (``extra=``) or, failing
+that, from :func:`log_context`, which a thread or task sets once for the attempt it works on.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-CONTEXT_FIELDS = ("task_id", "attempt", "trace_id", "node")
+if TYPE_CHECKING:
+    from updraft.model import Event
+
+CONTEXT_FIELDS = ("task_id", "attempt", "trace_id")
+_context: contextvars.ContextVar[dict[str, object] | None] = contextvars.ContextVar("updraft_log", default=None)
+
+
+@contextlib.contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Attach ``task_id=…, attempt=…, trace_id=…`` to every record logged inside (this thread or task)."""
+    token = _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,20 +40,31 @@ class JsonFormatter(logging.Formatter):
         self.component, self.node = component, node
 
     def format(self, record: logging.LogRecord) -> str:
+        ctx = _context.get() or {}
         out: dict[str, object] = {
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "component": self.component,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "node": getattr(record, "node", None) or self.node,
+            "node": getattr(record, "node", None) or ctx.get("node") or self.node,
         }
-        for field in CONTEXT_FIELDS[:-1]:
+        for field in CONTEXT_FIELDS:
             value = getattr(record, field, None)
-            out[field] = value
+            out[field] = value if value is not None else ctx.get(field)
+        out["logger"] = record.name
+        out["message"] = record.getMessage()
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+class _TextContext(logging.Filter):
+    """In text mode, suffix a record with its task and attempt, when it has them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = _context.get() or {}
+        task, attempt = getattr(record, "task_id", None) or ctx.get("task_id"), ctx.get("attempt")
+        record.ctx = f" [{task}/{attempt}]" if task and attempt is not None else (f" [{task}]" if task else "")
+        return True
 
 
 def setup_logging(fmt: str = "text", level: str = "INFO", component: str = "updraft", node: str | None = None) -> None:
@@ -38,9 +73,26 @@ def setup_logging(fmt: str = "text", level: str = "INFO", component: str = "updr
         handler.setFormatter(JsonFormatter(component, node))
     else:
         prefix = f"{component}[{node}]" if node else component
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {prefix} %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {prefix} %(name)s:%(ctx)s %(message)s"))
+        handler.addFilter(_TextContext())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("urllib3", "docker", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class EventLog:
+    """A service listener: every committed event becomes one log line (``updraft.events``, INFO)."""
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger("updraft.events")
+
+    def __call__(self, event: Event) -> None:
+        if self.log.isEnabledFor(logging.INFO):
+            self.log.info(
+                "%s: %s",
+                event.kind,
+                event.message,
+                extra={"task_id": event.task_id, "attempt": event.token, "node": event.node, "event": event.kind},
+            )

@@ -14,17 +14,26 @@ from updraft.model import Effect, Node, NodeState, TaskSpec, format_cpu, format_
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Resources committed on a node by its active attempts."""
+    """Resources committed on a node by its active attempts.
+
+    ``pending_*`` counts the attempts placed but not yet reported running: their load is not in the node's
+    measured metrics yet, so the offload decision adds it on top of what the node measures.
+    """
 
     cpu_millis: int = 0
     memory_bytes: int = 0
     tasks: int = 0
+    pending_cpu_millis: int = 0
+    pending_memory_bytes: int = 0
 
-    def plus(self, spec: TaskSpec) -> Usage:
+    def plus(self, spec: TaskSpec, started: bool = False) -> Usage:
+        cpu, mem = spec.resources.request_cpu(), spec.resources.request_memory()
         return Usage(
-            self.cpu_millis + spec.resources.request_cpu(),
-            self.memory_bytes + spec.resources.request_memory(),
+            self.cpu_millis + cpu,
+            self.memory_bytes + mem,
             self.tasks + 1,
+            self.pending_cpu_millis + (0 if started else cpu),
+            self.pending_memory_bytes + (0 if started else mem),
         )
 
 

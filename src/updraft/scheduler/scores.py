@@ -8,14 +8,17 @@ from updraft.scheduler.policy import Policy
 
 
 def cpu_load_pct(node: Node, usage: Usage) -> float:
-    """The larger of measured cpu and committed requests: a burst counts before the heartbeat shows it."""
+    """Real load: what the node measures plus what was just placed there and does not show yet, and never
+    less than its committed requests. A burst thus counts before the next heartbeat shows it."""
     committed = 100.0 * usage.cpu_millis / node.capacity.cpu_millis
-    return max(node.metrics.cpu_pct, committed)
+    incoming = 100.0 * usage.pending_cpu_millis / node.capacity.cpu_millis
+    return max(node.metrics.cpu_pct + incoming, committed)
 
 
 def memory_load_pct(node: Node, usage: Usage) -> float:
     committed = 100.0 * usage.memory_bytes / node.capacity.memory_bytes
-    return max(node.metrics.memory_pct, committed)
+    incoming = 100.0 * usage.pending_memory_bytes / node.capacity.memory_bytes
+    return max(node.metrics.memory_pct + incoming, committed)
 
 
 def holds_image(node: Node, spec: TaskSpec) -> bool:
