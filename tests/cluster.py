@@ -109,6 +109,7 @@ class Cluster:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.cluster_id = f"test-{self.port}"
         self.server_config = server_config or {}
         self.server: Proc | None = None
         self.agents: dict[str, Proc] = {}
@@ -143,7 +144,8 @@ class Cluster:
                     cpuset: str | None = None, load_source: str = "containers", server: str | None = None,
                     wait: bool = True, env: dict[str, str] | None = None) -> Proc:
         port = self.agent_ports.setdefault(name, free_port())
-        args = [*self._cli(), "agent", "--name", name, "--server", server or self.url, "--port", str(port),
+        args = [*self._cli(), "agent", "--name", name, "--cluster", self.cluster_id, "--server", server or self.url,
+                "--port", str(port),
                 "--data-dir", str(self.dir / "agents"), "--load-source", load_source]
         for tag in tags or []:
             args += ["--tags", tag]
@@ -182,7 +184,7 @@ class Cluster:
             proc.stop()
         if self.server is not None:
             self.server.stop()
-        cleanup_containers()
+        cleanup_containers(self.cluster_id)
 
     def __enter__(self) -> Cluster:
         return self
@@ -191,9 +193,10 @@ class Cluster:
         self.close()
 
 
-def cleanup_containers() -> None:
-    """Remove every container an updraft agent started (they carry the updraft.task label)."""
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=updraft.task"], capture_output=True, text=True)
+def cleanup_containers(cluster: str | None = None) -> None:
+    """Remove the containers agents of ``cluster`` started (all updraft containers if None)."""
+    label = f"label=updraft.cluster={cluster}" if cluster else "label=updraft.task"
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True)
     ids = out.stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)

@@ -62,6 +62,21 @@ class ServerSettings(_Settings):
     image_policy: Literal["off", "warn", "enforce"] = "warn"
     registry_username: str | None = Field(default=None, repr=False)
     registry_password: str | None = Field(default=None, repr=False)
+    registry_insecure: list[str] = Field(
+        default_factory=list, description="registries spoken to over plain HTTP (loopback ones always are)"
+    )
+    registry_timeout: float = Field(default=3.0, gt=0, description="seconds for one registry request at submit")
+    image_pin_retry_seconds: float = Field(
+        default=2.0, gt=0, description="how often tasks waiting for an unreachable registry retry their pin"
+    )
+
+
+class RegistrySettings(_Settings):
+    """For ``updraft build`` and ``updraft push``: where to push, and as whom (``UPDRAFT_REGISTRY_*``)."""
+
+    registry: str | None = Field(default=None, description="host[:port] for names without a registry host")
+    registry_username: str | None = Field(default=None, repr=False)
+    registry_password: str | None = Field(default=None, repr=False)
 
 
 class AgentSettings(_Settings):
@@ -69,6 +84,8 @@ class AgentSettings(_Settings):
     """One URL, or several separated by commas, each optionally with nginx-style options."""
     token: str | None = Field(default=None, repr=False)
     name: str = Field(default_factory=lambda: os.uname().nodename, min_length=1, max_length=253)
+    cluster: str = Field(default="default", min_length=1, max_length=63,
+                         description="control plane this agent belongs to; labels its containers")
     labels: dict[str, str] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     taints: list[str] = Field(default_factory=list)

@@ -77,10 +77,13 @@ def spec(
     cpu: str | None = "100m",
     memory: str | None = "64Mi",
     origin: str | None = None,
+    cpu_limit: str | None = None,
     **fields: Any,
 ) -> TaskSpec:
-    """A task spec requesting ``cpu``/``memory``; any other TaskSpec field by keyword."""
-    fields.setdefault("resources", Resources(requests=ResourceList(cpu=cpu, memory=memory)))
+    """A task spec requesting ``cpu``/``memory`` (and limiting ``cpu_limit``); other TaskSpec fields by keyword."""
+    fields.setdefault(
+        "resources", Resources(requests=ResourceList(cpu=cpu, memory=memory), limits=ResourceList(cpu=cpu_limit))
+    )
     return TaskSpec(image=image, origin=origin, **fields)
 
 

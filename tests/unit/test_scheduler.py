@@ -305,13 +305,23 @@ def test_lower_load_scores_higher() -> None:
 
 def test_burst_from_one_origin_offloads_once_the_origin_is_committed() -> None:
     nodes = [node(EDGE, cpu="4", tags=["edge"]), node("cloud-1", tags=["low-util"], cpu="16", memory="64Gi")]
-    burst = [task(f"b{i}", seq=i, origin=EDGE, cpu="1") for i in range(8)]
+    burst = [task(f"b{i}", seq=i, origin=EDGE, cpu="1", cpu_limit="1") for i in range(8)]
     plan = plan_for(nodes, burst)
     kinds = [p.placement for p in sorted(plan.placements, key=lambda p: p.task_id)]
     # 3 × 1 cpu = 75% committed: from then on the origin counts as over threshold
     assert kinds == ["local"] * 3 + ["offload"] * 5
     assert plan.offload_mode == {EDGE: True}
     assert "offloaded: origin cpu 75% ≥ 75%" in reason(plan, "b3")
+
+
+def test_a_placed_task_without_cpu_limit_counts_as_taking_all_idle_cpu() -> None:
+    nodes = [node(EDGE, cpu="4", tags=["edge"]), node("cloud-1", tags=["low-util"], cpu="16", memory="64Gi")]
+    burst = [task(f"b{i}", seq=i, origin=EDGE, cpu="100m") for i in range(4)]
+    plan = plan_for(nodes, burst)
+    kinds = [p.placement for p in sorted(plan.placements, key=lambda p: p.task_id)]
+    # until a heartbeat shows what the first one really uses, the origin is assumed saturated
+    assert kinds == ["local", "offload", "offload", "offload"]
+    assert "origin cpu 100% ≥ 75%" in reason(plan, "b1")
 
 
 def test_existing_commitments_count_as_origin_load() -> None:

@@ -317,7 +317,7 @@ def test_heartbeat_returns_stale_pairs_for_superseded_tokens(edge: ControlServic
 
 
 def test_committed_usage_spills_a_burst(edge: ControlService) -> None:
-    ids = [edge.submit(spec(origin="edge-1", cpu="1"))[0].id for _ in range(6)]
+    ids = [edge.submit(spec(origin="edge-1", cpu="1", cpu_limit="1"))[0].id for _ in range(6)]
     edge.schedule_once()
     nodes = [edge.task(i).node for i in ids]
     assert nodes.count("edge-1") == 3 and nodes.count("cloud-1") == 3

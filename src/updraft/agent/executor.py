@@ -21,9 +21,11 @@ from docker.models.containers import Container
 from updraft.agent.cgroup import ParentCgroup
 from updraft.agent.reconcile import Observed
 from updraft.errors import ImageError, Unavailable
+from updraft.images import PullRate, carried_digest, check_digest, pull_image
 from updraft.model.api import Assignment
 
 LABEL_NODE, LABEL_TASK, LABEL_TOKEN = "updraft.node", "updraft.task", "updraft.token"
+LABEL_CLUSTER = "updraft.cluster"
 LABEL_STOP_AFTER = "updraft.stop_after"
 log = logging.getLogger("updraft.executor")
 
@@ -44,12 +46,20 @@ class DockerExecutor:
         cgroup: ParentCgroup | None = None,
         client: docker.DockerClient | None = None,
         cpuset: str | None = None,
+        cluster: str = "default",
     ) -> None:
         self.node = node
+        self.cluster = cluster
         self.cgroup = cgroup
         self.cpuset = cpuset
         self.client = client or docker.from_env(timeout=30)
         self.timings: dict[str, float] = {}
+        self.pull_rate = PullRate()
+        """Measured image pull rate (bytes/s), sent with the image list for the scheduler's pull-time estimate."""
+        self.images_changed = False
+        """Set after a pull: the next heartbeat sends the image list without waiting for its turn."""
+        self.on_op: Callable[[str, float, bool], None] | None = None
+        """Called with (operation, seconds, ok) after each timed Docker call: the agent's metrics hook."""
 
     def ping(self) -> bool:
         try:
@@ -57,12 +67,14 @@ class DockerExecutor:
         except Exception:  # any failure means Docker does not answer
             return False
 
-    def _timed(self, op: str, started: float) -> None:
-        self.timings[op] = time.monotonic() - started
+    def _timed(self, op: str, started: float, ok: bool = True) -> None:
+        self.timings[op] = seconds = time.monotonic() - started
+        if self.on_op is not None:
+            self.on_op(op, seconds, ok)
 
     def observed(self) -> list[Observed]:
         try:
-            containers = self.client.containers.list(all=True, filters={"label": f"{LABEL_NODE}={self.node}"})
+            containers = self.client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={self.node}", f"{LABEL_CLUSTER}={self.cluster}"]})
         except (docker.errors.DockerException, OSError) as exc:
             raise Unavailable(f"docker does not answer: {exc}") from exc
         out = []
@@ -89,39 +101,56 @@ class DockerExecutor:
         return float(value) if value else None
 
     def images(self) -> list[str]:
-        """Names and digests of the images present, for image locality in the scheduler."""
+        """For image locality, compactly: the digests held (a pinned task matches on these) and the tags
+        (an unpinned one matches on its reference); not the ``name@digest`` pairs, which repeat both."""
         out: set[str] = set()
         for image in self.client.images.list():
             out.update(image.tags)
-            for ref in image.attrs.get("RepoDigests") or []:
-                out.add(ref)
-                out.add(ref.partition("@")[2])
+            out.update(ref.partition("@")[2] for ref in image.attrs.get("RepoDigests") or [])
         return sorted(out)
 
     def ensure_image(self, ref: str) -> str:
-        """Pull ``ref`` unless present; return the image id. Raises ImageError with Docker's reason."""
+        """Pull ``ref`` unless present, and check that it carries the digest it is pinned to (nothing runs
+        otherwise); return the image id. Raises ImageError with Docker's reason or the mismatch."""
         try:
-            return str(self.client.images.get(ref).id)
+            image = self.client.images.get(ref)
         except docker.errors.ImageNotFound:
-            pass
+            started = time.monotonic()
+            try:
+                pulled = pull_image(self.client, ref)
+            except (ImageError, Unavailable):
+                self._timed("pull", started, ok=False)
+                raise
+            self._timed("pull", started)
+            self.pull_rate.add(pulled.bytes, pulled.seconds)
+            self.images_changed = True
+            image = pulled.image
         except docker.errors.DockerException as exc:
             raise Unavailable(f"docker does not answer: {exc}") from exc
-        started = time.monotonic()
-        name, _, digest = ref.partition("@")
-        repo, tag = (name, None) if digest else _split_tag(name)
-        try:
-            image = self.client.images.pull(repo, tag=digest or tag or "latest")
-        except docker.errors.DockerException as exc:
-            raise ImageError(f"image {ref} cannot be pulled: {_explain(exc)}", image=ref) from exc
-        self._timed("pull", started)
+        problem = check_digest(ref, image.attrs.get("RepoDigests") or [])
+        if problem is not None:
+            raise ImageError(problem, image=ref, reason="digest_mismatch")
         return str(image.id)
+
+    def ran_digest(self, container: Container) -> str | None:
+        """The digest a container's image carries under the name it was started as (else its image id)."""
+        ref = str(container.attrs.get("Config", {}).get("Image") or "")
+        image_id = container.attrs.get("Image")
+        if not ref or not image_id:
+            return image_id
+        try:
+            repo_digests = self.client.images.get(image_id).attrs.get("RepoDigests") or []
+            return carried_digest(ref, repo_digests) or image_id
+        except (docker.errors.DockerException, ValueError):  # ValueError: a reference we cannot parse
+            return str(image_id)
 
     def start(self, a: Assignment, extra_env: dict[str, str] | None = None) -> str:
         spec = a.spec
         self.ensure_image(spec.image)
         cmd = [*(spec.command or []), *(spec.args or [])] or None
         env = {**spec.env, "UPDRAFT_TASK_ID": a.task_id, "UPDRAFT_TOKEN": str(a.token), **(extra_env or {})}
-        labels = {**spec.labels, LABEL_NODE: self.node, LABEL_TASK: a.task_id, LABEL_TOKEN: str(a.token)}
+        labels = {**spec.labels, LABEL_NODE: self.node, LABEL_CLUSTER: self.cluster, LABEL_TASK: a.task_id,
+                  LABEL_TOKEN: str(a.token)}
         if spec.on_disconnect == "stop" and spec.stop_after:
             labels[LABEL_STOP_AFTER] = str(spec.stop_after)
         kwargs: dict[str, Any] = {
@@ -143,25 +172,69 @@ class DockerExecutor:
             kwargs["cgroup_parent"] = self.cgroup.docker_parent
         if spec.volumes:
             kwargs["volumes"] = list(spec.volumes)
-        started = time.monotonic()
+        started, op = time.monotonic(), "create"
         try:
             container = self.client.containers.create(spec.image, **kwargs)
             self._timed("create", started)
+            started, op = time.monotonic(), "start"
             container.start()
             self._timed("start", started)
         except docker.errors.APIError as exc:
+            self._timed(op, started, ok=False)
             if exc.status_code == 409:  # already created by a previous life of this agent
                 return str(self.client.containers.get(kwargs["name"]).id)
             raise ImageError(f"container could not start: {_explain(exc)}") from exc
         return str(container.id)
 
     def stop(self, container_id: str, grace: float = 2.0) -> None:
+        started = time.monotonic()
         with contextlib.suppress(docker.errors.NotFound):
             self.client.containers.get(container_id).stop(timeout=int(grace))
+        self._timed("stop", started)
 
     def remove(self, container_id: str) -> None:
+        started = time.monotonic()
         with contextlib.suppress(docker.errors.NotFound):
             self.client.containers.get(container_id).remove(force=True)
+        self._timed("remove", started)
+
+    def restart(self, container_id: str, grace: float = 1.0) -> None:
+        """Restart in place (same container, same attempt): what a failing liveness probe asks for."""
+        started = time.monotonic()
+        try:
+            self.client.containers.get(container_id).restart(timeout=int(grace))
+        except docker.errors.DockerException:
+            self._timed("restart", started, ok=False)
+            raise
+        self._timed("restart", started)
+
+    def exec(self, container_id: str, command: list[str], timeout: float) -> int | None:
+        """Run ``command`` in the container; its exit code, or None if it outlived ``timeout``."""
+        started = time.monotonic()
+        api = self.client.api
+        exec_id = api.exec_create(container_id, command, stdout=False, stderr=False)["Id"]
+        runner = threading.Thread(target=api.exec_start, args=(exec_id,), daemon=True)
+        runner.start()
+        runner.join(timeout)
+        self._timed("exec", started)
+        if runner.is_alive():
+            return None
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        return None if code is None else int(code)
+
+    def pid(self, container_id: str) -> int | None:
+        """The container's init process as the host sees it (its network namespace is the probe's)."""
+        state = self.client.api.inspect_container(container_id)["State"]
+        return int(state["Pid"]) if state.get("Running") and state.get("Pid") else None
+
+    def address(self, container_id: str) -> str | None:
+        settings = self.client.api.inspect_container(container_id)["NetworkSettings"]
+        if settings.get("IPAddress"):
+            return str(settings["IPAddress"])
+        for net in (settings.get("Networks") or {}).values():
+            if net.get("IPAddress"):
+                return str(net["IPAddress"])
+        return None
 
     def wait(self, container_id: str, timeout: float | None) -> bool:
         """Block until the container exits; False if ``timeout`` passed first."""
@@ -187,7 +260,7 @@ class DockerExecutor:
             "oom_killed": bool(state.get("OOMKilled")),
             "started_at": _ts(state.get("StartedAt")),
             "finished_at": _ts(state.get("FinishedAt")),
-            "image_digest": c.attrs.get("Image"),
+            "image_digest": self.ran_digest(c),
             "running": state.get("Running", False),
         }
 
@@ -220,13 +293,6 @@ class DockerExecutor:
         thread = threading.Thread(target=run, name=f"logs-{stream}-{container_id[:12]}", daemon=True)
         thread.start()
         return thread
-
-
-def _split_tag(name: str) -> tuple[str, str | None]:
-    repo, sep, tag = name.rpartition(":")
-    if sep and "/" not in tag:
-        return repo, tag
-    return name, None
 
 
 def _explain(exc: Exception) -> str:

@@ -28,7 +28,9 @@ def serve(agent: Agent, host: str, port: int) -> ThreadingHTTPServer:
 
         def do_GET(self) -> None:
             if self.path == "/health":
-                self._send(200, b'{"status": "ok"}')
+                dead = agent.liveness_problems()
+                health: dict[str, object] = {"status": "failing", "problems": dead} if dead else {"status": "ok"}
+                self._send(503 if dead else 200, json.dumps(health).encode())
             elif self.path == "/ready":
                 problems = agent.readiness_problems()
                 payload = {"status": "not ready" if problems else "ready", "problems": problems}

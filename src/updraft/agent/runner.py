@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import threading
 from typing import Any
 
@@ -23,6 +24,10 @@ from updraft.errors import ImageError, NotFound, StaleToken, TransportError, Una
 from updraft.model import Taint, format_cpu, format_memory, parse_cpu, parse_memory
 from updraft.model.api import Assignment, Assignments, HeartbeatReply, NodeRegistration
 from updraft.net import HttpClient, RetryPolicy
+from updraft.observe import tracing as otrace
+from updraft.observe.logs import log_context
+from updraft.observe.metrics import AgentMetrics
+from updraft.observe.probes import ContainerTarget, ProbeLoop, RestartGate
 from updraft.settings import AgentSettings
 
 log = logging.getLogger("updraft.agent")
@@ -36,6 +41,7 @@ class Agent:
         clock: Clock | None = None,
         executor: DockerExecutor | None = None,
         client: HttpClient | None = None,
+        tracing: otrace.Tracing | None = None,
     ) -> None:
         import psutil
 
@@ -47,7 +53,8 @@ class Agent:
             parse_memory(settings.memory, "memory") if settings.memory else psutil.virtual_memory().total
         )
         self.cgroup = ParentCgroup(f"updraft-{self.name}")
-        self.executor = executor or DockerExecutor(self.name, self.cgroup, cpuset=settings.cpuset)
+        self.executor = executor or DockerExecutor(self.name, self.cgroup, cpuset=settings.cpuset,
+                                                      cluster=settings.cluster)
         self.client = client or HttpClient(
             settings.server, token=settings.token, clock=self.clock, retry=RetryPolicy(max_retries=2, base=0.2, cap=2.0)
         )
@@ -63,6 +70,14 @@ class Agent:
         self.cpu_pct = self.memory_pct = 0.0
         self._images_sent: list[str] | None = None
         self._threads: list[threading.Thread] = []
+        # Observability: OTEL_* decide whether to trace (off: a no-op); metrics are read at scrape time.
+        self.tracing = tracing if tracing is not None else otrace.setup("agent", self.name, os.environ)
+        self.metrics = AgentMetrics(self.name)
+        self.metrics.bind(self)
+        self.executor.on_op = self.metrics.docker_op
+        self.traces: dict[Key, str] = {}  # attempt → the trace context its assignment carried
+        self.gates: dict[Key, RestartGate] = {}  # attempt → its follower's restart gate
+        self.probing: set[Key] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -101,6 +116,10 @@ class Agent:
         if not self.registered.is_set():
             problems["registration"] = "not registered with the control plane"
         return problems
+
+    def liveness_problems(self) -> dict[str, str]:
+        """Liveness: every loop thread started is still running."""
+        return {t.name: "thread died" for t in self._threads if not t.is_alive()}
 
     def adopt(self) -> None:
         """Follow the containers a previous life of this agent left running (found by label)."""
@@ -162,6 +181,7 @@ class Agent:
                 self._contact(True)
             except (TransportError, Unavailable) as exc:
                 self._contact(False)
+                self.metrics.heartbeat(None)
                 log.debug("heartbeat failed: %s", exc)
             except UpdraftError as exc:
                 log.warning("heartbeat refused: %s", exc)
@@ -179,13 +199,16 @@ class Agent:
             "running": running,
             "sent_at": self.clock.now(),
         }
-        if send_images:
+        if send_images or getattr(self.executor, "images_changed", False):  # a pull changed them: say so now
+            self.executor.images_changed = False
             images = self._images()
             if images != self._images_sent:
                 body["images"] = self._images_sent = images
-        reply = HeartbeatReply.model_validate(
-            self.client.post(f"/v1/nodes/{self.name}/heartbeat", json=body, idempotent=True).json()
-        )
+                body["bandwidth"] = self.executor.pull_rate.value
+        sent = self.clock.monotonic()
+        resp = self.client.post(f"/v1/nodes/{self.name}/heartbeat", json=body, idempotent=True)
+        self.metrics.heartbeat(self.clock.monotonic() - sent)
+        reply = HeartbeatReply.model_validate(resp.json())
         if not reply.known:
             self.registered.clear()
         for task_id, token in reply.stale:
@@ -212,6 +235,7 @@ class Agent:
             cid = self.watched.get((task_id, token))
         log.warning("fencing %s token %s: %s", task_id, token, reason)
         self.outbox.drop_attempt(task_id, token)
+        self.traces.pop((task_id, token), None)
         if cid is not None:
             self.executor.stop(cid, grace=0)
         else:
@@ -252,6 +276,7 @@ class Agent:
         finished = self.outbox.finished()
         with self.lock:
             actions = reconcile(desired, observed, finished, set(self.watched), self.stale)
+            self.traces.update({(a.task_id, a.token): a.traceparent for a in desired if a.traceparent})
         for action in actions:
             if isinstance(action, Stop):
                 log.info("stopping %s token %s: %s", action.task_id, action.token, action.reason)
@@ -260,6 +285,10 @@ class Agent:
                 self._watch(action.observed)
             elif isinstance(action, Start):
                 self._start(action.assignment)
+        for a in desired:  # containers re-adopted after a restart get their probes back here
+            cid = self.watched.get((a.task_id, a.token))
+            if cid:
+                self._probe(a, cid)
         self.outbox.prune_finished({(a.task_id, a.token) for a in desired})
 
     def _start(self, a: Assignment) -> None:
@@ -284,21 +313,69 @@ class Agent:
         ).start()
 
     def _run_attempt(self, a: Assignment) -> None:
-        try:
-            cid = self.executor.start(a)
-        except (ImageError, Unavailable) as exc:
-            self._finish(a.task_id, a.token, {"state": "error", "error": exc.message})
-            return
-        except Exception as exc:  # report anything else as the attempt's error rather than lose it
-            log.exception("starting %s failed", a.task_id)
-            self._finish(a.task_id, a.token, {"state": "error", "error": f"cannot start: {exc}"})
-            return
-        with self.lock:
-            self.watched[(a.task_id, a.token)] = cid
-        self._follow(a.task_id, a.token, cid, a.spec.timeout, False)
+        attrs: dict[str, str | int | float | bool] = {
+            "updraft.task_id": a.task_id, "updraft.token": a.token, "updraft.node": self.name,
+        }
+        assign = self.tracing.start("assign", a.traceparent, {**attrs, "updraft.image": a.spec.image})
+        run = otrace.Span(None)
+        with log_context(task_id=a.task_id, attempt=a.token, trace_id=otrace.trace_id(assign.traceparent)):
+            try:
+                with self.tracing.span("pull", assign.traceparent, {"updraft.image": a.spec.image}):
+                    self.executor.ensure_image(a.spec.image)
+                run = self.tracing.start("run", assign.traceparent, attrs)
+                env = {"TRACEPARENT": run.traceparent} if run.traceparent else None  # the user's code continues
+                with self.tracing.span("create", run.traceparent, attrs):
+                    cid = self.executor.start(a, extra_env=env)
+            except Exception as exc:  # report it as the attempt's error rather than lose it
+                message = exc.message if isinstance(exc, ImageError | Unavailable) else f"cannot start: {exc}"
+                if not isinstance(exc, ImageError | Unavailable):
+                    log.exception("starting %s failed", a.task_id)
+                for span in (run, assign):
+                    span.fail(message)
+                    span.end()
+                self._finish(a.task_id, a.token, {"state": "error", "error": message})
+                return
+            with self.lock:
+                self.watched[(a.task_id, a.token)] = cid
+            self._follow(a.task_id, a.token, cid, a.spec.timeout, False, a, (run, assign))
 
-    def _follow(self, task_id: str, token: int, cid: str, timeout: float | None, adopted: bool) -> None:
+    def _probe(self, a: Assignment, cid: str) -> None:
+        """Start the probe loop of an attempt whose spec declares probes (once per attempt)."""
+        key, spec = (a.task_id, a.token), a.spec
+        with self.lock:
+            gate = self.gates.get(key)
+            if gate is None or key in self.probing or (spec.liveness_probe is None and spec.readiness_probe is None):
+                return
+            self.probing.add(key)
+
+        def report(ready: bool | None, restarts: int, message: str) -> None:
+            (log.warning if restarts and "restarted" in message else log.info)("%s/%s: %s", *key, message)
+            self.outbox.put("probe", a.task_id, a.token, {"ready": ready, "restarts": restarts, "message": message})
+
+        def restart() -> None:
+            self.metrics.restarted()
+            self.executor.restart(cid, grace=1)
+
+        loop = ProbeLoop(ContainerTarget(self.executor, cid), gate, restart, report, spec.liveness_probe,
+                         spec.readiness_probe, on_check=self.metrics.probe, stop=self.stop_event)
+        threading.Thread(target=loop.run, name=f"probe-{a.task_id}", daemon=True).start()
+
+    def _follow(
+        self,
+        task_id: str,
+        token: int,
+        cid: str,
+        timeout: float | None,
+        adopted: bool,
+        assignment: Assignment | None = None,
+        spans: tuple[otrace.Span, otrace.Span] | None = None,
+    ) -> None:
         tail: collections.deque[str] = collections.deque(maxlen=200)
+        gate = RestartGate()
+        with self.lock:
+            self.gates[(task_id, token)] = gate
+        if assignment is not None:
+            self._probe(assignment, cid)
         try:
             info = self.executor.result(cid)
             if info["running"]:
@@ -324,7 +401,18 @@ class Agent:
             since = self.clock.now() if adopted else None
             streams = [self.executor.follow_logs(cid, s, since, on_lines) for s in ("stdout", "stderr")]
             error = None
-            if not self.executor.wait(cid, timeout):
+            deadline, seen = None if timeout is None else self.clock.monotonic() + timeout, 0
+            while True:
+                left = None if deadline is None else max(0.01, deadline - self.clock.monotonic())
+                exited = self.executor.wait(cid, left)
+                restarted = gate.restarted_since(seen) if exited else None
+                if restarted is None:
+                    break
+                seen = restarted  # a liveness restart, not an exit: follow the new run's output
+                streams += [self.executor.follow_logs(cid, s, self.clock.now(), on_lines) for s in ("stdout", "stderr")]
+            if spans is not None:
+                spans[0].end()
+            if not exited:
                 self.executor.stop(cid, grace=1)
                 self.executor.wait(cid, None)
                 error = f"timed out after {timeout:g} s"
@@ -355,11 +443,20 @@ class Agent:
             log.exception("following %s failed", task_id)
             with self.lock:
                 self.watched.pop((task_id, token), None)
+        finally:
+            gate.ended.set()
+            with self.lock:
+                self.gates.pop((task_id, token), None)
+                self.probing.discard((task_id, token))
+            for span in spans or ():
+                span.end()
 
     def _finish(self, task_id: str, token: int, report: dict[str, Any]) -> None:
         self.outbox.put("status", task_id, token, report, finished_at=self.clock.now())
         with self.lock:
             self.watched.pop((task_id, token), None)
+        ok = report["state"] == "exited" and report.get("exit_code") == 0 and not report.get("oom_killed")
+        self.metrics.attempt("error" if report["state"] == "error" else "succeeded" if ok else "failed")
 
     # -- outbox -------------------------------------------------------------------------------------
     def _sender_loop(self) -> None:
@@ -392,17 +489,34 @@ class Agent:
                 lines.extend(b2["lines"])
                 seqs.append(s2)
             body = {"lines": lines}
-        path = f"/v1/tasks/{task_id}/attempts/{token}/{'logs' if kind == 'log' else 'status'}"
+        path = f"/v1/tasks/{task_id}/attempts/{token}/{ {'log': 'logs', 'probe': 'probes'}.get(kind, 'status')}"
+        parent = self.traces.get((task_id, token))
+        span = (
+            self.tracing.start("report", parent, {"updraft.task_id": task_id, "updraft.state": body["state"]}, "client")
+            if kind == "status"
+            else otrace.Span(parent)
+        )
+        headers = {"traceparent": span.traceparent} if span.traceparent else None
+        outcome = "ok"
         try:
-            self.client.post(path, json=body, idempotent=True)
+            self.client.post(path, json=body, idempotent=True, headers=headers)
         except StaleToken:
+            self.metrics.report(kind, "stale")
             self.fence(task_id, token, "the control plane answered 409: stale token")
             return True
         except NotFound:
+            outcome = "dropped"
             log.warning("dropping %s for unknown task %s", kind, task_id)
-        except (TransportError, Unavailable):
+        except (TransportError, Unavailable) as exc:
+            span.fail(str(exc))
             raise
         except UpdraftError as exc:
+            outcome = "dropped"
             log.warning("dropping %s for %s: refused: %s", kind, task_id, exc)
+        finally:
+            span.end()
+        self.metrics.report(kind, outcome)
+        if kind == "status" and body["state"] != "running":
+            self.traces.pop((task_id, token), None)
         self.outbox.ack(seqs)
         return True

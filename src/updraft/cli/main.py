@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from updraft.cli.images import register as _register_images
+
 if TYPE_CHECKING:
     from updraft.sdk import Client
 
@@ -95,6 +97,7 @@ def server(
 def agent(
     server: Annotated[str | None, typer.Option("--server", "-s", envvar="UPDRAFT_SERVER")] = None,
     name: Annotated[str | None, typer.Option(help="Node name (default: hostname).")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Control plane name; labels this agent's containers.")] = None,
     labels: Annotated[list[str] | None, typer.Option("--labels", "--label", help="k=v[,k=v]")] = None,
     tags: Annotated[list[str] | None, typer.Option("--tags", "--tag", help="a[,b]")] = None,
     taints: Annotated[list[str] | None, typer.Option("--taints", "--taint", help="key=value:Effect")] = None,
@@ -378,6 +381,25 @@ def cancel(task_id: str, server: Server = DEFAULT, token: Token = None) -> None:
 
 
 @app.command()
+def top(
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 1.0,
+    limit: Annotated[int, typer.Option(help="How many tasks to show.")] = 20,
+    once: Annotated[bool, typer.Option("--once", help="Print one picture and exit.")] = False,
+    server: Server = DEFAULT,
+    token: Token = None,
+) -> None:
+    """Live view: node load against the offload thresholds; tasks with where they ran and why."""
+    from updraft.cli.top import run as run_top
+    from updraft.errors import UpdraftError
+
+    try:
+        with _client(server, token) as c:
+            run_top(c, interval=interval, limit=limit, once=once)
+    except UpdraftError as exc:
+        _fail(exc)
+
+
+@app.command()
 def nodes(server: Server = DEFAULT, token: Token = None) -> None:
     """List nodes with their state, load, tags and taints."""
     from updraft.cli.render import nodes_table
@@ -460,6 +482,9 @@ def config_check(file: str, kind: Annotated[str, typer.Option(help="server or ag
     print(f"{file}: valid {kind} configuration")
     if isinstance(cfg, s.ServerSettings):
         print(cfg.policy.model_dump_json(indent=2))
+
+
+_register_images(app)  # build, push, audit images
 
 
 def main() -> None:

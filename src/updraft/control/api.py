@@ -21,9 +21,11 @@ from updraft.model.api import (
     LabelChange,
     LogBatch,
     NodeRegistration,
+    ProbeReport,
     SubmitRequest,
     TaintChange,
 )
+from updraft.observe.tracing import NOOP, Tracing
 
 MAX_WAIT = 60.0
 
@@ -111,7 +113,7 @@ async def _noop_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def build_router(service: ControlService) -> APIRouter:
+def build_router(service: ControlService, tracing: Tracing = NOOP) -> APIRouter:
     token = service.settings.token
 
     def auth(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -125,10 +127,16 @@ def build_router(service: ControlService) -> APIRouter:
     notifier = service.notifier
 
     @r.post("/tasks", status_code=201, response_model=Task, tags=["tasks"])
-    def submit(body: SubmitRequest, idempotency_key: Annotated[str | None, Header()] = None) -> Any:
+    def submit(
+        body: SubmitRequest,
+        idempotency_key: Annotated[str | None, Header()] = None,
+        traceparent: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> Any:
         key = idempotency_key or body.idempotency_key
         spec = TaskSpec.model_validate(body.model_dump(exclude={"idempotency_key"}, exclude_unset=True))
-        task, created = service.submit(spec, key)
+        with tracing.span("submit", traceparent, {"updraft.image": spec.image}, kind="server") as span:
+            task, created = service.submit(spec, key, traceparent=span.traceparent)
+            span.set("updraft.task_id", task.id)
         return task if created else JSONResponse(task.model_dump(mode="json"), status_code=200)
 
     @r.get("/tasks", response_model=list[Task], tags=["tasks"])
@@ -232,8 +240,19 @@ def build_router(service: ControlService) -> APIRouter:
 
     # -- agent reports ------------------------------------------------------------------------------
     @r.post("/tasks/{task_id}/attempts/{token}/status", response_model=Task, tags=["agent"])
-    def report(task_id: str, token: int, body: AttemptReport) -> Any:
-        return service.report(task_id, token, body)
+    def report(
+        task_id: str,
+        token: int,
+        body: AttemptReport,
+        traceparent: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> Any:
+        attrs: dict[str, str | int] = {"updraft.task_id": task_id, "updraft.token": token, "updraft.state": body.state}
+        with tracing.span("report", traceparent, attrs, kind="server"):
+            return service.report(task_id, token, body)
+
+    @r.post("/tasks/{task_id}/attempts/{token}/probes", response_model=Task, tags=["agent"])
+    def probes(task_id: str, token: int, body: ProbeReport) -> Any:
+        return service.probe_report(task_id, token, body)
 
     @r.post("/tasks/{task_id}/attempts/{token}/logs", tags=["agent"])
     def logs(task_id: str, token: int, body: LogBatch) -> Any:

@@ -9,12 +9,15 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from updraft.clock import Clock, SystemClock
 from updraft.control.api import BodyLimit, build_router, install_error_handlers
 from updraft.control.notify import Notifier
 from updraft.control.service import ControlService
+from updraft.observe.logs import EventLog
+from updraft.observe.server_metrics import RequestMetrics, ServerMetrics
+from updraft.observe.tracing import NOOP, PlacementSpans, Tracing
 from updraft.settings import ServerSettings
 from updraft.store import SqliteStore, Store
 
@@ -47,20 +50,44 @@ async def detector_loop(service: ControlService) -> None:
             log.exception("failure detection pass failed")
 
 
+async def image_pin_loop(service: ControlService) -> None:
+    """Retry the pins of tasks waiting for a registry that did not answer (image_policy enforce).
+
+    The registry requests run in a worker thread; the outcomes are committed here, in the event loop.
+    """
+    from updraft.control.pinning import apply_pending, decide_pending
+
+    while True:
+        await asyncio.sleep(service.settings.image_pin_retry_seconds)
+        try:
+            decisions = await asyncio.to_thread(decide_pending, service)
+            if decisions:
+                apply_pending(service, decisions)
+        except Exception:  # keep retrying; the error is logged with its trace
+            log.exception("image pin pass failed")
+
+
 def create_app(
     settings: ServerSettings,
     clock: Clock | None = None,
     store: Store | None = None,
     loops: list[Loop] | None = None,
+    tracing: Tracing = NOOP,
 ) -> FastAPI:
     clock = clock or SystemClock()
     store = store or SqliteStore(settings.data_dir / "updraft.db")
     service = ControlService(store, settings, clock, Notifier())
-    background = [scheduler_loop, detector_loop, *(loops or [])]
+    metrics = ServerMetrics(store, service.policy, clock.now)
+    service.listeners += [metrics.on_event, EventLog()]
+    if tracing.enabled:
+        service.listeners.append(PlacementSpans(tracing, store))
+    running: list[asyncio.Task[None]] = []
+    background = [scheduler_loop, detector_loop, image_pin_loop, *(loops or [])]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(loop(service)) for loop in background]
+        running[:] = tasks
         service.notifier.notify("scheduler")
         yield
         for t in tasks:
@@ -68,6 +95,7 @@ def create_app(
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        tracing.shutdown()
         store.close()
 
     app = FastAPI(
@@ -77,12 +105,22 @@ def create_app(
         description="Offload containerized tasks from busy edge devices.",
     )
     app.state.service = service
+    app.state.metrics = metrics
     install_error_handlers(app)
-    app.include_router(build_router(service))
+    app.include_router(build_router(service, tracing))
 
     @app.get("/health", tags=["probes"])
     def health() -> Any:
-        return {"status": "ok"}
+        """Liveness: the process answers and its background loops are still running."""
+        dead = {t.get_name(): "stopped" for t in running if t.done()}
+        if not dead:
+            return {"status": "ok"}
+        return JSONResponse({"status": "failing", "problems": dead}, status_code=503)
+
+    @app.get("/metrics", tags=["probes"], include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/ready", tags=["probes"])
     def ready() -> Any:
@@ -95,12 +133,18 @@ def create_app(
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     return app
 
 
 def run(settings: ServerSettings) -> None:
+    import os
+
     import uvicorn
 
-    app = create_app(settings)
+    from updraft.observe.tracing import setup
+
+    app = create_app(settings, tracing=setup("server", env=os.environ))
+    # log_config=None: uvicorn's own records go through our handlers (text or JSON), not its formatter.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=1)
+                timeout_graceful_shutdown=1, log_config=None)

@@ -15,6 +15,7 @@ from updraft.clock import Clock
 from updraft.control.applier import apply_plan, committed_usage
 from updraft.control.detector import PhiAccrualDetector
 from updraft.control.notify import Notifier
+from updraft.control.pinning import at_submit, make_pinner
 from updraft.errors import Conflict, NotFound, StaleToken, ValidationError
 from updraft.model import (
     ACTIVE,
@@ -38,6 +39,7 @@ from updraft.model.api import (
     LabelChange,
     LogBatch,
     NodeRegistration,
+    ProbeReport,
     TaintChange,
 )
 from updraft.scheduler import Plan, Snapshot, schedule
@@ -68,6 +70,7 @@ class ControlService:
         self.forecasts: dict[str, str] = {}
         self.listeners: list[EventListener] = []
         self.detector = PhiAccrualDetector(settings.detector, clock, settings.heartbeat_interval)
+        self.pinner = make_pinner(settings, clock)
 
     # -- helpers ------------------------------------------------------------------------------------
     def _event(self, kind: str, message: str, task: Task | None = None, node: str | None = None) -> Event:
@@ -101,7 +104,7 @@ class ControlService:
         return node
 
     # -- tasks --------------------------------------------------------------------------------------
-    def submit(self, spec: TaskSpec, key: str | None = None) -> tuple[Task, bool]:
+    def submit(self, spec: TaskSpec, key: str | None = None, traceparent: str | None = None) -> tuple[Task, bool]:
         """Create a task; with an idempotency key already seen, return the original instead."""
         if key is not None:
             existing = self.store.task_for_key(key)
@@ -109,6 +112,8 @@ class ControlService:
                 return self.task(existing), False
         if spec.origin is not None and self.store.get_node(spec.origin) is None:
             raise ValidationError(f"origin: unknown node {spec.origin!r}", field="origin")
+        submitted = spec.image
+        spec, pin_fields, pin_event = at_submit(self.pinner, spec)  # image_policy; may raise ImageError (422)
         now = self.clock.now()
         task = Task(
             id="t-" + uuid.uuid4().hex[:12],
@@ -116,10 +121,14 @@ class ControlService:
             created_at=now,
             updated_at=now,
             submitted_seq=self.store.next_seq(),
+            traceparent=traceparent,
+            **pin_fields,
         )
         where = f"from {spec.origin}" if spec.origin else "with no origin"
         txn = Txn(tasks=[(task, 0)], idempotency=(key, task.id) if key else None)
-        txn.event(self._event("submitted", f"submitted {where}: {spec.image}", task))
+        txn.event(self._event("submitted", f"submitted {where}: {submitted}", task))
+        if pin_event is not None:
+            txn.event(self._event(*pin_event, task))
         try:
             self._commit(txn)
         except Exception:
@@ -185,6 +194,8 @@ class ControlService:
         }
         if hb.images is not None:
             update["images"] = hb.images
+        if hb.bandwidth is not None:
+            update["bandwidth"] = hb.bandwidth
         txn = Txn()
         if node.state != NodeState.READY:
             update |= {"state": NodeState.READY, "state_since": now}
@@ -203,7 +214,7 @@ class ControlService:
     def assignments(self, name: str) -> list[Assignment]:
         self.node(name)
         return [
-            Assignment(task_id=t.id, token=t.token, spec=t.spec)
+            Assignment(task_id=t.id, token=t.token, spec=t.spec, traceparent=t.traceparent)
             for t in self.store.list_tasks(ACTIVE, node=name)
             if t.token is not None
         ]
@@ -346,6 +357,27 @@ class ControlService:
         """Exponential backoff with full jitter."""
         cap = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2**retries_used)
         return self.rng.uniform(0, cap)
+
+    def probe_report(self, task_id: str, token: int, report: ProbeReport) -> Task:
+        """What the agent's probes found: readiness goes on the attempt, liveness restarts are counted."""
+        task = self._current(task_id, token, "probe report")
+        attempt = task.current
+        if attempt is None or attempt.finished_at is not None:
+            return task
+        txn, update = Txn(), dict[str, object]()
+        if report.restarts > attempt.restarts:
+            update["restarts"] = report.restarts
+            txn.event(self._event("restarted", f"on {task.node}: {report.message}", task))
+        if report.ready is not None and report.ready != attempt.ready:
+            update["ready"] = report.ready
+            why = report.message if "restarts" not in update else "not ready while the container restarts"
+            txn.event(self._event("ready" if report.ready else "not-ready", why, task))
+        if not update:
+            return task
+        attempts = task.with_attempt(attempt.model_copy(update=update))
+        new = task.model_copy(update={"attempts": attempts, "updated_at": self.clock.now()})
+        self._commit(txn.put_task(new))
+        return new
 
     def append_logs(self, task_id: str, token: int, batch: LogBatch) -> int:
         self._current(task_id, token, "logs")

@@ -57,6 +57,7 @@ class Heartbeat(_Body):
     memory_pct: float = Field(ge=0, le=1000)
     running: list[tuple[str, int]] = Field(default_factory=list, description="(task id, token) pairs running")
     images: list[str] | None = Field(default=None, description="sent when the set changes")
+    bandwidth: float | None = Field(default=None, ge=0, description="measured image pull rate, bytes/s")
     sent_at: float | None = None
 
 

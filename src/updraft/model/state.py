@@ -83,6 +83,7 @@ class Node(_Value):
     draining: bool = False
     metrics: NodeMetrics = NodeMetrics()
     images: list[str] = Field(default_factory=list, description="image digests and names present")
+    bandwidth: float | None = Field(default=None, description="measured image pull rate, bytes/s")
     offloading: bool = Field(default=False, description="hysteresis: the origin is in offload mode")
     registered_at: float = 0.0
     last_heartbeat: float = 0.0
@@ -123,6 +124,9 @@ class Task(_Value):
     submitted_seq: int = 0
     reason: str = ""
     traceparent: str | None = Field(default=None, description="W3C trace context of the submit span")
+    image_tag: str | None = Field(default=None, description="the image as submitted, when pinning rewrote it")
+    image_size: int | None = Field(default=None, description="bytes a node without the image pulls")
+    awaiting_pin: bool = Field(default=False, description="image_policy enforce: not schedulable until pinned")
     revision: int = 0
 
     @property

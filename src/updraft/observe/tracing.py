@@ -22,9 +22,10 @@ The spans of a task::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 Attributes = Mapping[str, str | int | float | bool]
 
@@ -110,12 +111,13 @@ NOOP = Tracing()
 
 
 class _OtelSpan(Span):
-    __slots__ = ("_span",)
+    __slots__ = ("_ended", "_span")
 
     def __init__(self, span: Any) -> None:
         ctx = span.get_span_context()
         super().__init__(f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}")
         self._span = span
+        self._ended = False
 
     def set(self, key: str, value: str | int | float | bool) -> None:
         self._span.set_attribute(key, value)
@@ -126,7 +128,10 @@ class _OtelSpan(Span):
         self._span.set_status(Status(StatusCode.ERROR, message))
 
     def end(self, at: float | None = None) -> None:
-        self._span.end(end_time=None if at is None else int(at * 1e9))
+        """Idempotent: the first call ends the span."""
+        if not self._ended:
+            self._ended = True
+            self._span.end(end_time=None if at is None else int(at * 1e9))
 
 
 class OtelTracing(Tracing):
@@ -184,6 +189,35 @@ class OtelTracing(Tracing):
 
     def shutdown(self) -> None:
         self.provider.shutdown()
+
+
+class _Tasks(Protocol):
+    def get_task(self, task_id: str) -> Any: ...
+
+
+class PlacementSpans:
+    """A service listener (server, tracing on): each placement becomes a ``schedule`` span of the task's trace,
+    from the moment the task became pending to the decision, carrying the decision and its reason."""
+
+    PLACEMENTS = frozenset({"placed-local", "offloaded", "placed", "migrated"})
+
+    def __init__(self, tracing: Tracing, tasks: _Tasks) -> None:
+        self.tracing, self.tasks = tracing, tasks
+
+    def __call__(self, event: Any) -> None:
+        if event.kind not in self.PLACEMENTS or not event.task_id:
+            return
+        try:
+            task = self.tasks.get_task(event.task_id)
+            if task is None or not task.traceparent:
+                return
+            earlier = [a.finished_at for a in task.attempts[:-1] if a.finished_at]
+            start = max(earlier) if earlier else task.created_at
+            attrs = {"updraft.task_id": event.task_id, "updraft.decision": event.kind, "updraft.node": event.node or "",
+                     "updraft.reason": event.message, "updraft.token": event.token or 0}
+            self.tracing.record("schedule", task.traceparent, start, event.at, attrs)
+        except Exception:  # a listener must never fail the command that committed the event
+            logging.getLogger("updraft.tracing").exception("cannot record the schedule span of %s", event.task_id)
 
 
 def _exporter(env: Mapping[str, str]) -> Any:

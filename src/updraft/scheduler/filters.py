@@ -17,7 +17,8 @@ class Usage:
     """Resources committed on a node by its active attempts.
 
     ``pending_*`` counts the attempts placed but not yet reported running: their load is not in the node's
-    measured metrics yet, so the offload decision adds it on top of what the node measures.
+    measured metrics yet, so the offload decision adds it on top of what the node measures. A pending task
+    with no cpu limit may take every idle cycle, so it counts as unbounded until a heartbeat shows its use.
     """
 
     cpu_millis: int = 0
@@ -25,15 +26,18 @@ class Usage:
     tasks: int = 0
     pending_cpu_millis: int = 0
     pending_memory_bytes: int = 0
+    pending_unbounded: int = 0
 
     def plus(self, spec: TaskSpec, started: bool = False) -> Usage:
         cpu, mem = spec.resources.request_cpu(), spec.resources.request_memory()
+        limit = spec.resources.limits.cpu_millis if spec.resources.limits.cpu else None
         return Usage(
             self.cpu_millis + cpu,
             self.memory_bytes + mem,
             self.tasks + 1,
-            self.pending_cpu_millis + (0 if started else cpu),
+            self.pending_cpu_millis + (0 if started else max(cpu, limit or 0)),
             self.pending_memory_bytes + (0 if started else mem),
+            self.pending_unbounded + (0 if started or limit is not None else 1),
         )
 
 

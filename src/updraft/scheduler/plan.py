@@ -15,7 +15,7 @@ from updraft.model import Node, NodeState, Task, TaskSpec
 from updraft.scheduler import filters
 from updraft.scheduler.filters import Usage
 from updraft.scheduler.policy import Policy
-from updraft.scheduler.scores import cpu_load_pct, memory_load_pct, score
+from updraft.scheduler.scores import cpu_load_pct, image_note, memory_load_pct, score
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def _overloaded(node: Node, usage: Usage, policy: Policy, forecast: str | None) 
 
 
 def _best(
-    candidates: list[Node], spec: TaskSpec, usage: Mapping[str, Usage], policy: Policy
+    candidates: list[Node], spec: TaskSpec, usage: Mapping[str, Usage], policy: Policy, image_bytes: int | None = None
 ) -> tuple[Node | None, float, list[str]]:
     """The highest-scoring feasible node, its score, and why each other candidate was rejected."""
     best: Node | None = None
@@ -87,7 +87,7 @@ def _best(
         if why is not None:
             rejected.append(f"{node.name}: {why}")
             continue
-        s = score(node, spec, u, policy)
+        s = score(node, spec, u, policy, image_bytes)
         if s > best_score:
             best, best_score = node, s
     return best, best_score, rejected
@@ -102,19 +102,22 @@ def schedule(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
         usage[node.name] = usage.get(node.name, Usage()).plus(task.spec)
         plan.placements.append(Placement(task.id, node.name, kind, reason, s))
 
+    def note(node: Node, task: Task) -> str:
+        return image_note(node, task.spec, task.image_size, policy)
+
     for task in queue_order(snapshot.pending):
-        if task.not_before > now:
+        if task.not_before > now or task.awaiting_pin:
             continue
         spec = task.spec
         nodes = [n for n in snapshot.nodes.values() if n.name not in task.excluded_nodes]
         origin = snapshot.nodes.get(spec.origin) if spec.origin else None
 
         if spec.origin is None:
-            node, s, rejected = _best(nodes, spec, usage, policy)
+            node, s, rejected = _best(nodes, spec, usage, policy, task.image_size)
             if node is None:
                 plan.deferrals.append(Deferral(task.id, "no node fits: " + "; ".join(rejected or ["no nodes"])))
             else:
-                place(task, node, "anywhere", f"best node {node.name} (score {s:.2f})", s)
+                place(task, node, "anywhere", f"best node {node.name} (score {s:.2f}; {note(node, task)})", s)
             continue
 
         if origin is None or spec.origin in task.excluded_nodes:
@@ -124,7 +127,7 @@ def schedule(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
                 )
                 continue
             targets = [n for n in nodes if n.name != spec.origin]
-            node, s, rejected = _best(targets, spec, usage, policy)
+            node, s, rejected = _best(targets, spec, usage, policy, task.image_size)
             if node is None:
                 plan.deferrals.append(Deferral(task.id, "no node fits: " + "; ".join(rejected or ["no nodes"])))
             else:
@@ -132,7 +135,7 @@ def schedule(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
                     task,
                     node,
                     "offload",
-                    f"origin {spec.origin} not available; target {node.name} (score {s:.2f})",
+                    f"origin {spec.origin} not available; target {node.name} (score {s:.2f}; {note(node, task)})",
                     s,
                 )
             continue
@@ -158,9 +161,15 @@ def schedule(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
             targets = [
                 n for n in nodes if n.name != origin.name and filters.carries_target_tag(n, policy.target_node_tags)
             ]
-            node, s, rejected = _best(targets, spec, usage, policy)
+            node, s, rejected = _best(targets, spec, usage, policy, task.image_size)
             if node is not None:
-                place(task, node, "offload", f"offloaded: {why}; target {node.name} (score {s:.2f})", s)
+                place(
+                    task,
+                    node,
+                    "offload",
+                    f"offloaded: {why}; target {node.name} (score {s:.2f}; {note(node, task)})",
+                    s,
+                )
                 continue
             no_target = "no target fits: " + "; ".join(
                 rejected or [f"no node carries a tag of {policy.target_node_tags}"]

@@ -30,3 +30,9 @@ class Policy(BaseModel):
     weight_load: float = Field(default=0.6, ge=0)
     weight_image: float = Field(default=0.25, ge=0)
     weight_spread: float = Field(default=0.15, ge=0)
+    default_bandwidth: float = Field(
+        default=12.5e6, gt=0, description="bytes/s assumed for a node that has not measured a pull yet"
+    )
+    pull_time_scale: float = Field(
+        default=30.0, gt=0, description="seconds of estimated pull that forfeit the whole image-locality score"
+    )

@@ -1,0 +1,277 @@
+"""Task probes with Kubernetes semantics, run by the agent for each container that declares them.
+
+* :class:`Verdict` — the threshold logic, pure: ``failure_threshold`` consecutive failures flip a probe to
+  failing, ``success_threshold`` consecutive successes flip it back. Liveness starts passing; readiness starts
+  not ready.
+* :func:`check` — one check. ``http`` and ``tcp`` connect to 127.0.0.1 *inside the container's network
+  namespace* (a short-lived thread ``setns``-es into ``/proc/<pid>/ns/net``), so the port need not be
+  published and probe traffic never leaves loopback; without the privilege for that it falls back to the
+  container's address. ``exec`` runs the command in the container.
+* :class:`ProbeLoop` — the per-container loop: ``initial_delay_seconds``, then one check per
+  ``period_seconds`` for each probe; a failing liveness probe restarts the container (through
+  :class:`RestartGate`, so the agent's follower does not take the restart for an exit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import http.client
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
+
+
+class ProbeSpec(Protocol):
+    """What :class:`updraft.model.spec.Probe` offers (observe imports nothing of ours)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def command(self) -> list[str] | None: ...
+    @property
+    def initial_delay_seconds(self) -> float: ...
+    @property
+    def period_seconds(self) -> float: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+    @property
+    def failure_threshold(self) -> int: ...
+    @property
+    def success_threshold(self) -> int: ...
+
+
+class Target(Protocol):
+    """The container under probe, as the agent's executor sees it."""
+
+    def pid(self) -> int | None: ...
+    def address(self) -> str | None: ...
+    def exec(self, command: list[str], timeout: float) -> int | None:
+        """Exit code, or None if it did not finish within ``timeout``."""
+
+
+@dataclass
+class Verdict:
+    spec: ProbeSpec
+    passing: bool
+    successes: int = 0
+    failures: int = 0
+
+    def observe(self, ok: bool) -> bool:
+        """Count one result; True if the verdict flipped."""
+        if ok:
+            self.successes, self.failures = self.successes + 1, 0
+            if not self.passing and self.successes >= self.spec.success_threshold:
+                self.passing = True
+                return True
+        else:
+            self.failures, self.successes = self.failures + 1, 0
+            if self.passing and self.failures >= self.spec.failure_threshold:
+                self.passing = False
+                return True
+        return False
+
+
+# -- one check -------------------------------------------------------------------------------------------
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def in_netns(pid: int, fn: Callable[[], T], timeout: float) -> T:
+    """Run ``fn`` in a fresh thread that first joins the network namespace of process ``pid``.
+
+    A network namespace is per thread, so only this throw-away thread moves; it ends right after.
+    """
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+            try:
+                _setns(fd)
+            finally:
+                os.close(fd)
+            box["value"] = fn()
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"probe-netns-{pid}", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    if "value" not in box:
+        raise TimeoutError(f"probe did not finish within {timeout:g} s")
+    return box["value"]  # type: ignore[return-value]
+
+
+def _http(host: str, port: int, path: str, timeout: float) -> tuple[bool, str]:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "updraft-probe/1"})
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+    return 200 <= status < 400, f"HTTP {status}"
+
+
+def _tcp(host: str, port: int, timeout: float) -> tuple[bool, str]:
+    with socket.create_connection((host, port), timeout=timeout):
+        return True, "connected"
+
+
+def check(spec: ProbeSpec, target: Target) -> tuple[bool, str]:
+    """Run one probe check; (success, what was seen)."""
+    timeout = spec.timeout_seconds
+    try:
+        if spec.kind == "exec":
+            code = target.exec(list(spec.command or []), timeout)
+            if code is None:
+                return False, f"timed out after {timeout:g} s"
+            return code == 0, f"exit code {code}"
+        port = int(spec.port or 0)
+
+        def attempt(host: str) -> tuple[bool, str]:
+            return _http(host, port, spec.path, timeout) if spec.kind == "http" else _tcp(host, port, timeout)
+
+        pid = target.pid()
+        if pid:
+            try:
+                return in_netns(pid, lambda: attempt("127.0.0.1"), timeout)
+            except PermissionError:
+                pass  # not privileged to enter the namespace: probe the container's address instead
+        address = target.address()
+        if not address:
+            return False, "the container has no network address"
+        return attempt(address)
+    except (OSError, http.client.HTTPException, TimeoutError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+# -- the loop --------------------------------------------------------------------------------------------
+class RestartGate:
+    """Lets the agent's follower tell a liveness restart from the container exiting."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self.generation = 0
+        self.ended = threading.Event()
+        """Set by the follower when the attempt is over: the probe loop stops."""
+
+    @contextlib.contextmanager
+    def restarting(self) -> Iterator[None]:
+        with self._cond:
+            self._busy = True
+            self.generation += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def restarted_since(self, seen: int, timeout: float = 60.0) -> int | None:
+        """After the container stopped: the new generation if a restart caused it, else None."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._busy, timeout)
+            return self.generation if self.generation != seen else None
+
+
+class _Executor(Protocol):
+    def pid(self, container_id: str) -> int | None: ...
+    def address(self, container_id: str) -> str | None: ...
+    def exec(self, container_id: str, command: list[str], timeout: float) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class ContainerTarget:
+    """A :class:`Target` for one container of an executor."""
+
+    executor: _Executor
+    container_id: str
+
+    def pid(self) -> int | None:
+        return self.executor.pid(self.container_id)
+
+    def address(self) -> str | None:
+        return self.executor.address(self.container_id)
+
+    def exec(self, command: list[str], timeout: float) -> int | None:
+        return self.executor.exec(self.container_id, command, timeout)
+
+
+Report = Callable[[bool | None, int, str], None]
+"""(readiness verdict or None without a readiness probe, restarts so far, what changed)."""
+
+
+@dataclass
+class ProbeLoop:
+    """Probe one container until ``gate.ended``; report readiness changes and liveness restarts."""
+
+    target: Target
+    gate: RestartGate
+    restart: Callable[[], None]
+    report: Report
+    liveness: ProbeSpec | None = None
+    readiness: ProbeSpec | None = None
+    on_check: Callable[[str, bool], None] = lambda probe, ok: None
+    stop: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], float] = time.monotonic
+    restarts: int = 0
+
+    def run(self) -> None:
+        while not self._done():
+            self._run_generation()
+
+    def _done(self) -> bool:
+        return self.gate.ended.is_set() or self.stop.is_set()
+
+    def _run_generation(self) -> None:
+        """From (re)start until the container is restarted or the attempt ends."""
+        started = self.clock()
+        verdicts = {
+            name: Verdict(spec, passing=name == "liveness")
+            for name, spec in (("liveness", self.liveness), ("readiness", self.readiness))
+            if spec is not None
+        }
+        due = {name: started + v.spec.initial_delay_seconds for name, v in verdicts.items()}
+        while not self._done():
+            name = min(due, key=due.__getitem__)
+            wait = due[name] - self.clock()
+            if wait > 0:
+                self.gate.ended.wait(min(wait, 0.5))
+                continue
+            verdict = verdicts[name]
+            ok, seen = check(verdict.spec, self.target)
+            if self._done():
+                return
+            self.on_check(name, ok)
+            due[name] = self.clock() + verdict.spec.period_seconds
+            if not verdict.observe(ok):
+                continue
+            ready = verdicts.get("readiness")
+            if name == "readiness":
+                self.report(verdict.passing, self.restarts, f"readiness probe {'passed' if ok else 'failed'}: {seen}")
+                continue
+            threshold = verdict.spec.failure_threshold
+            why = f"liveness probe failed {threshold} time{'s' if threshold > 1 else ''}: {seen}"
+            with self.gate.restarting():
+                self.restart()
+            self.restarts += 1
+            self.report(False if ready is not None else None, self.restarts, f"restarted: {why}")
+            return
