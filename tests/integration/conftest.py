@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster, cleanup_containers, ensure_docker
+from tests.cluster import Cluster, ensure_docker
 
 
 @pytest.fixture(scope="session", autouse=True)
 def docker_engine() -> None:
     """Fail loudly (never skip) where Docker cannot be started."""
     ensure_docker()
-    cleanup_containers()
 
 
 @pytest.fixture

@@ -121,7 +121,7 @@ def test_https_unless_loopback_or_insecure() -> None:
 
 def test_unknown_tag_and_digest_are_image_errors() -> None:
     rc = client(FakeRegistry({"1": MANIFEST}))
-    with pytest.raises(ImageError, match="tag nope not found in registry 127.0.0.1:5000"):
+    with pytest.raises(ImageError, match=r"tag nope not found in registry 127\.0\.0\.1:5000"):
         rc.resolve(ImageRef.parse("127.0.0.1:5000/app:nope"))
     with pytest.raises(ImageError, match=f"digest {D1} not found"):
         rc.resolve(ImageRef.parse(f"127.0.0.1:5000/app@{D1}"))
@@ -136,7 +136,7 @@ def test_unreachable_and_5xx_are_unavailable() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("[Errno 111] Connection refused")
 
-    with pytest.raises(Unavailable, match="registry 127.0.0.1:5000 unreachable: .*refused"):
+    with pytest.raises(Unavailable, match=r"registry 127\.0\.0\.1:5000 unreachable: .*refused"):
         RegistryClient(transport=httpx.MockTransport(refuse)).resolve(ImageRef.parse("127.0.0.1:5000/app:1"))
     broken = RegistryClient(transport=httpx.MockTransport(lambda r: httpx.Response(503)))
     with pytest.raises(Unavailable, match="answered 503"):

@@ -319,6 +319,7 @@ class Agent:
         assign = self.tracing.start("assign", a.traceparent, {**attrs, "updraft.image": a.spec.image})
         run = otrace.Span(None)
         with log_context(task_id=a.task_id, attempt=a.token, trace_id=otrace.trace_id(assign.traceparent)):
+            log.info("starting %s", a.spec.image)
             try:
                 with self.tracing.span("pull", assign.traceparent, {"updraft.image": a.spec.image}):
                     self.executor.ensure_image(a.spec.image)
@@ -456,7 +457,10 @@ class Agent:
         with self.lock:
             self.watched.pop((task_id, token), None)
         ok = report["state"] == "exited" and report.get("exit_code") == 0 and not report.get("oom_killed")
-        self.metrics.attempt("error" if report["state"] == "error" else "succeeded" if ok else "failed")
+        result = "error" if report["state"] == "error" else "succeeded" if ok else "failed"
+        self.metrics.attempt(result)
+        ids = {"task_id": task_id, "attempt": token, "trace_id": otrace.trace_id(self.traces.get((task_id, token)))}
+        log.info("attempt %s: %s", result, report.get("error") or f"exit code {report.get('exit_code')}", extra=ids)
 
     # -- outbox -------------------------------------------------------------------------------------
     def _sender_loop(self) -> None:
