@@ -97,6 +97,16 @@ def nodes_table(frame: Frame) -> Table:
     return table
 
 
+def _why(t: Task) -> str:
+    """Why it runs where it runs (the placement's reason); for a waiting or failed task, what holds it."""
+    att = t.current
+    if att is None or t.state == "pending":
+        return t.reason[:160]
+    if t.state == "failed" and att.error:
+        return f"{att.reason} — {att.error}"[:160]
+    return att.reason[:160]
+
+
 def tasks_table(frame: Frame, limit: int) -> Table:
     table = Table(title="tasks (newest first)", title_justify="left", box=None, expand=False)
     for col in ("TASK", "STATE", "WHERE", "HOW", "READY", "RESTARTS", "AGE", "WHY"):
@@ -116,7 +126,7 @@ def tasks_table(frame: Frame, limit: int) -> Table:
             Text(ready, style="green" if ready == "yes" else "red" if ready == "no" else ""),
             str(att.restarts) if att and att.restarts else "-",
             _age(max(0.0, frame.at - t.created_at)),
-            (t.reason or (att.reason if att else ""))[:120],
+            _why(t),
         )
     return table
 
