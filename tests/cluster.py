@@ -142,9 +142,9 @@ class Cluster:
     def start_agent(self, name: str, *, tags: list[str] | None = None, labels: dict[str, str] | None = None,
                     taints: list[str] | None = None, cpus: str | None = None, memory: str | None = None,
                     cpuset: str | None = None, load_source: str = "containers", server: str | None = None,
-                    wait: bool = True, env: dict[str, str] | None = None) -> Proc:
+                    wait: bool = True, env: dict[str, str] | None = None, prefix: list[str] | None = None) -> Proc:
         port = self.agent_ports.setdefault(name, free_port())
-        args = [*self._cli(), "agent", "--name", name, "--cluster", self.cluster_id, "--server", server or self.url,
+        args = [*(prefix or []), *self._cli(), "agent", "--name", name, "--cluster", self.cluster_id, "--server", server or self.url,
                 "--port", str(port),
                 "--data-dir", str(self.dir / "agents"), "--load-source", load_source]
         for tag in tags or []:

@@ -52,7 +52,7 @@ class ServerSettings(_Settings):
     heartbeat_interval: float = Field(default=1.0, gt=0)
     scheduler_interval: float = Field(default=0.5, gt=0)
     reschedule_after: float = Field(default=0.0, ge=0, description="seconds unreachable before tasks drift")
-    stop_margin: float = Field(default=1.0, ge=0, description="extra wait past a task's stop_after before drift")
+    stop_margin: float = Field(default=2.0, ge=0, description="extra wait past a task's stop_after before drift")
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=60.0, gt=0)
     detector: DetectorSettings = DetectorSettings()

@@ -12,9 +12,9 @@ __all__ = ["Action", "Agent", "Observed", "Start", "Stop", "Watch", "reconcile",
 
 
 def serve_agent(settings: AgentSettings) -> None:
-    from updraft.agent.http import serve
-
     import signal
+
+    from updraft.agent.http import serve
 
     agent = Agent(settings)
     # SIGTERM ends the agent but not its containers: they run on and are re-adopted by the next agent.

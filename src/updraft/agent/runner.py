@@ -93,6 +93,7 @@ class Agent:
             ("heartbeat", self._heartbeat_loop),
             ("assignments", self._assignment_loop),
             ("sender", self._sender_loop),
+            ("fence-watch", self._fence_watch_loop),
         ):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -157,14 +158,17 @@ class Agent:
         except Exception:  # image locality is an optimisation, never a reason to fail
             return []
 
-    def _contact(self, ok: bool) -> None:
+    def _contact(self, ok: bool, sent_at: float | None = None) -> None:
+        """Track the link. Only a delivered heartbeat moves ``last_contact``, and to the time it was *sent*:
+        the server recorded it no earlier, so the agent's self-fencing clock never runs behind the server's."""
         now = self.clock.monotonic()
         if ok:
             if self.cut_off:
                 log.info("link to the control plane is back after %.1f s", now - self.last_contact)
                 self.cut_off = False
                 self.outbox.changed.set()
-            self.last_contact = now
+            if sent_at is not None:
+                self.last_contact = max(self.last_contact, sent_at)
         elif not self.cut_off and now - self.last_contact > 2 * self.settings.heartbeat_interval:
             self.cut_off = True
             log.warning("cut off from the control plane; running on (edge autonomy), results go to the outbox")
@@ -178,14 +182,13 @@ class Agent:
                 if not self.registered.is_set():
                     self.register()
                 self.heartbeat(send_images=beats % 30 == 0)
-                self._contact(True)
+                self._contact(True, sent_at=started)
             except (TransportError, Unavailable) as exc:
                 self._contact(False)
                 self.metrics.heartbeat(None)
                 log.debug("heartbeat failed: %s", exc)
             except UpdraftError as exc:
                 log.warning("heartbeat refused: %s", exc)
-            self._self_fence()
             beats += 1
             self.stop_event.wait(max(0.0, interval - (self.clock.monotonic() - started)))
 
@@ -215,18 +218,27 @@ class Agent:
             self.fence(task_id, token, "the control plane replaced this attempt")
         return reply
 
-    def _self_fence(self) -> None:
-        """``on_disconnect: stop``: a cut-off agent stops its own copy after ``stop_after`` seconds."""
-        if not self.cut_off:
-            return
-        silent = self.clock.monotonic() - self.last_contact
-        with self.lock:
-            watched = list(self.watched.items())
-        for (task_id, token), cid in watched:
-            limit = self.executor.stop_after(cid)
-            if limit is not None and silent >= limit:
-                log.warning("self-fencing %s/%s: cut off for %.1f s ≥ stop_after %.1f s", task_id, token, silent, limit)
-                self.executor.stop(cid, grace=1)
+    def _fence_watch_loop(self) -> None:
+        """``on_disconnect: stop``: a cut-off agent stops its own copy once cut off for ``stop_after``.
+
+        A thread of its own, so a heartbeat stuck in a dead connection cannot delay it."""
+        stop_afters: dict[str, float | None] = {}
+        while not self.stop_event.wait(0.2):
+            silent = self.clock.monotonic() - self.last_contact
+            if silent <= 2 * self.settings.heartbeat_interval:
+                continue
+            self._contact(False)
+            with self.lock:
+                watched = [(key, cid) for key, cid in self.watched.items() if cid]
+            for (task_id, token), cid in watched:
+                if cid not in stop_afters:
+                    stop_afters[cid] = self.executor.stop_after(cid)
+                limit = stop_afters[cid]
+                if limit is not None and silent >= limit:
+                    log.warning("self-fencing %s token %s: cut off for %.1f s ≥ stop_after %g s", task_id, token,
+                                silent, limit)
+                    self.executor.stop(cid, grace=0)
+                    stop_afters[cid] = None
 
     def fence(self, task_id: str, token: int, reason: str) -> None:
         """Stop a stale copy at once and forget what it queued."""

@@ -124,6 +124,7 @@ def agent(
             flags=_settings_flags(
                 server=server,
                 name=name,
+                cluster=cluster,
                 labels=_pairs(labels, "--labels"),
                 tags=_list(tags),
                 taints=_list(taints),

@@ -1,0 +1,163 @@
+"""What tracing costs: task throughput and API p99 latency with metrics on and tracing off vs tracing on.
+
+Each round starts a fresh server and two agents (real processes, real dockerd) and runs a burst of short
+tasks (busybox ``true``) placed anywhere, while a poller measures the latency of ordinary API calls
+(``GET /v1/tasks/{id}``, ``GET /v1/nodes``) next to the submits. Rounds alternate off, on, off, on… so drift
+in the machine's load hits both sides alike. "On" exports every span over OTLP/HTTP to a local sink that
+answers like a collector, so the cost includes building, batching and shipping spans. Goal: tracing costs
+≤ 5 % throughput. Prints a table and writes ``bench/results/observe_overhead.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+from _common import table, write_results
+
+from tests.cluster import NOOP_IMAGE, Cluster, ensure_docker
+
+TASKS = 40
+ROUNDS = 3  # per mode
+
+
+class OtlpSink:
+    """Accepts OTLP/HTTP exports (``POST /v1/traces``) like a collector would, and counts them."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.requests += 1
+                sink.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """The server process inherits the bench's environment; agents get it too."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def poll(url: str, ids: list[str], stop: threading.Event, out: list[float]) -> None:
+    with httpx.Client(base_url=url, timeout=10) as http:
+        i = 0
+        while not stop.is_set() and len(out) < 20_000:
+            path = f"/v1/tasks/{ids[i % len(ids)]}" if ids and i % 2 == 0 else "/v1/nodes"
+            t0 = time.perf_counter()
+            http.get(path).raise_for_status()
+            out.append(time.perf_counter() - t0)
+            i += 1
+            stop.wait(0.01)
+
+
+def burst(traced: bool, sink: OtlpSink) -> dict[str, float | list[float]]:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_BSP_SCHEDULE_DELAY": "1000"} if traced else {
+        "OTEL_TRACES_EXPORTER": "none"}
+    with environment(env), Cluster() as cluster:
+        cluster.start_server()
+        cluster.start_agent("bench-a", cpus="1", memory="1Gi", cpuset="0")
+        cluster.start_agent("bench-b", cpus="1", memory="1Gi", cpuset="1")
+        with cluster.client() as c:
+            c.run(image=NOOP_IMAGE, command=["true"], timeout=60)  # warm-up: image lookup, cgroups, connections
+            latencies: list[float] = []
+            ids: list[str] = []
+            stop = threading.Event()
+            poller = threading.Thread(target=poll, args=(cluster.url, ids, stop, latencies), daemon=True)
+            t0 = time.perf_counter()
+            poller.start()
+            with httpx.Client(base_url=cluster.url, timeout=10) as http:
+                for _ in range(TASKS):
+                    s0 = time.perf_counter()
+                    resp = http.post("/v1/tasks", json={"image": NOOP_IMAGE, "command": ["true"]})
+                    latencies.append(time.perf_counter() - s0)
+                    resp.raise_for_status()
+                    ids.append(resp.json()["id"])
+            done = [c.wait(i, timeout=300) for i in ids]
+            elapsed = time.perf_counter() - t0
+            stop.set()
+            poller.join(5)
+    failed = [t.id for t in done if t.state != "succeeded"]
+    if failed:
+        raise RuntimeError(f"tasks failed: {failed}")
+    return {"throughput": TASKS / elapsed, "latencies": latencies}
+
+
+def p99_ms(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98] * 1000
+
+
+def main() -> None:
+    ensure_docker()
+    sink = OtlpSink()
+    runs: dict[bool, list[dict[str, float | list[float]]]] = {False: [], True: []}
+    try:
+        for r in range(ROUNDS):
+            for traced in (False, True):
+                before = sink.requests
+                result = burst(traced, sink)
+                runs[traced].append(result)
+                print(f"round {r + 1} tracing {'on ' if traced else 'off'}: {result['throughput']:.2f} tasks/s, "
+                      f"{sink.requests - before} OTLP exports", flush=True)
+    finally:
+        sink.close()
+
+    def pooled(traced: bool) -> tuple[float, float]:
+        throughput = statistics.median(float(run["throughput"]) for run in runs[traced])  # type: ignore[arg-type]
+        samples = [x for run in runs[traced] for x in run["latencies"]]  # type: ignore[union-attr]
+        return throughput, p99_ms(samples)
+
+    (t_off, p_off), (t_on, p_on) = pooled(False), pooled(True)
+    figures = {
+        "throughput_off": round(t_off, 3),
+        "throughput_on": round(t_on, 3),
+        "throughput_ratio": round(t_on / t_off, 3),
+        "p99_off_ms": round(p_off, 2),
+        "p99_on_ms": round(p_on, 2),
+        "tasks_per_round": TASKS,
+        "rounds_per_mode": ROUNDS,
+        "otlp_exports": sink.requests,
+        "otlp_bytes": sink.bytes,
+    }
+    print(table(["tracing", "throughput (tasks/s, median)", "API p99 (ms)"], [
+        ["off (metrics on)", f"{t_off:.2f}", f"{p_off:.1f}"],
+        ["on (OTLP export)", f"{t_on:.2f}", f"{p_on:.1f}"],
+    ]))
+    print(f"throughput on / off: {figures['throughput_ratio']:.3f} (goal ≥ 0.95: tracing costs ≤ 5 %)")
+    print(f"wrote {write_results('observe_overhead', figures)}")
+
+
+if __name__ == "__main__":
+    main()
