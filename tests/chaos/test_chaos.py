@@ -190,10 +190,13 @@ def test_dockerd_restart_under_a_running_agent(cluster: Cluster, ledger: Path) -
         subprocess.run(["bash", "scripts/ensure-docker.sh"], check=True, capture_output=True)
         done = c.wait(task.id, timeout=120)
         assert done.state == "succeeded", done.reason
-        assert len(done.attempts) >= 2 and done.attempts[0].state == "failed"  # the killed copy was reported
+        # Either the copy survived the restart (containerd keeps it) and was re-adopted, or it died and its
+        # failure was reported and retried: both are correct; what must hold is one accepted result.
+        assert all(a.state in ("failed", "succeeded") for a in done.attempts)
         after = c.run(ledger_task(ledger, 0.5, origin="a"), timeout=60)
         assert after.state == "succeeded"
     cluster.wait_node("a")
+    accepted_once(cluster, [task.id, after.id])
 
 
 def test_flapping_link_loses_nothing_and_accepts_no_duplicate(cluster: Cluster, ledger: Path, netns: NetNs) -> None:

@@ -186,7 +186,7 @@ class ControlService:
         node = self.store.get_node(name)
         if node is None:
             return HeartbeatReply(known=False, interval=self.settings.heartbeat_interval)
-        self.detector.heartbeat(name)
+        self.detector.heartbeat(name, sent_at=hb.sent_at)
         now = self.clock.now()
         update: dict[str, object] = {
             "metrics": NodeMetrics(cpu_pct=hb.cpu_pct, memory_pct=hb.memory_pct, at=now),

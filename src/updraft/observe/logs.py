@@ -62,7 +62,9 @@ class _TextContext(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = _context.get() or {}
-        task, attempt = getattr(record, "task_id", None) or ctx.get("task_id"), ctx.get("attempt")
+        task = getattr(record, "task_id", None) or ctx.get("task_id")
+        attempt = getattr(record, "attempt", None)
+        attempt = ctx.get("attempt") if attempt is None else attempt
         record.ctx = f" [{task}/{attempt}]" if task and attempt is not None else (f" [{task}]" if task else "")
         return True
 

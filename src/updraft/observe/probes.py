@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import http.client
+import logging
 import os
 import socket
 import threading
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("updraft.probes")
 CLONE_NEWNET = 0x40000000
 
 
@@ -158,7 +160,7 @@ def check(spec: ProbeSpec, target: Target) -> tuple[bool, str]:
         if not address:
             return False, "the container has no network address"
         return attempt(address)
-    except (OSError, http.client.HTTPException, TimeoutError) as exc:
+    except Exception as exc:  # any failure to probe is a failed check (Docker errors included), never a crash
         return False, f"{type(exc).__name__}: {exc}"
 
 
@@ -270,8 +272,13 @@ class ProbeLoop:
                 continue
             threshold = verdict.spec.failure_threshold
             why = f"liveness probe failed {threshold} time{'s' if threshold > 1 else ''}: {seen}"
-            with self.gate.restarting():
-                self.restart()
+            try:
+                with self.gate.restarting():
+                    self.restart()
+            except Exception:  # e.g. the container is gone: the follower reports the attempt's end
+                log.warning("cannot restart the container after: %s", why, exc_info=True)
+                self.stop.set()
+                return
             self.restarts += 1
             self.report(False if ready is not None else None, self.restarts, f"restarted: {why}")
             return
