@@ -41,6 +41,9 @@ class DetectorSettings(_Settings):
     acceptable_pause_seconds: float = Field(default=0.5, ge=0, description="slack added to the mean interval")
     window: int = Field(default=100, ge=4, le=10000)
     max_silence_seconds: float = Field(default=5.0, gt=0, description="unreachable after this long regardless")
+    max_delay_slack_seconds: float = Field(
+        default=2.0, ge=0, description="cap on the extra time allowed for a node's observed heartbeat delays (0: off)"
+    )
 
 
 class ServerSettings(_Settings):

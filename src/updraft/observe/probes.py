@@ -235,13 +235,14 @@ class ProbeLoop:
     stop: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.monotonic
     restarts: int = 0
+    gave_up: bool = False
 
     def run(self) -> None:
         while not self._done():
             self._run_generation()
 
     def _done(self) -> bool:
-        return self.gate.ended.is_set() or self.stop.is_set()
+        return self.gave_up or self.gate.ended.is_set() or self.stop.is_set()
 
     def _run_generation(self) -> None:
         """From (re)start until the container is restarted or the attempt ends."""
@@ -277,7 +278,7 @@ class ProbeLoop:
                     self.restart()
             except Exception:  # e.g. the container is gone: the follower reports the attempt's end
                 log.warning("cannot restart the container after: %s", why, exc_info=True)
-                self.stop.set()
+                self.gave_up = True
                 return
             self.restarts += 1
             self.report(False if ready is not None else None, self.restarts, f"restarted: {why}")
