@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from updraft.errors import ValidationError
@@ -84,7 +84,26 @@ class RegistrySettings(_Settings):
 
 class AgentSettings(_Settings):
     server: str = "http://127.0.0.1:8470"
-    """One URL, or several separated by commas, each optionally with nginx-style options."""
+    """One URL, or several separated by commas, each optionally with nginx-style options (docs/net.md).
+
+    A file may give a list of server lines instead, e.g. TOML ``server = ["http://a:8470 weight=2",
+    "http://b:8470 backup"]``; the lines are checked when the settings are loaded.
+    """
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _server_lines(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            value = ", ".join(str(v) for v in value)
+        if isinstance(value, str):
+            from updraft.net import EndpointSet
+
+            try:
+                EndpointSet.parse(value)
+            except ValidationError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
     token: str | None = Field(default=None, repr=False)
     name: str = Field(default_factory=lambda: os.uname().nodename, min_length=1, max_length=253)
     cluster: str = Field(default="default", min_length=1, max_length=63,

@@ -26,7 +26,11 @@ app.add_typer(config_app, name="config")
 Server = Annotated[
     str,
     typer.Option(
-        "--server", "-s", envvar="UPDRAFT_SERVER", help="Server URL(s), comma-separated; nginx-style options allowed."
+        "--server",
+        "-s",
+        envvar="UPDRAFT_SERVER",
+        help="Server URL(s), comma-separated, each with optional nginx-style options (weight=N max_fails=N "
+        "fail_timeout=5s backup), e.g. 'http://a:8470, http://b:8470 backup'.",
     ),
 ]
 Token = Annotated[str | None, typer.Option("--token", envvar="UPDRAFT_TOKEN", help="API bearer token.")]
@@ -95,7 +99,16 @@ def server(
 
 @app.command()
 def agent(
-    server: Annotated[str | None, typer.Option("--server", "-s", envvar="UPDRAFT_SERVER")] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            "-s",
+            envvar="UPDRAFT_SERVER",
+            help="Control plane URL(s), comma-separated, each with optional nginx-style options: "
+            "'http://a:8470 weight=2 max_fails=2 fail_timeout=5s, http://b:8470 backup'.",
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Node name (default: hostname).")] = None,
     cluster: Annotated[str | None, typer.Option(help="Control plane name; labels this agent's containers.")] = None,
     labels: Annotated[list[str] | None, typer.Option("--labels", "--label", help="k=v[,k=v]")] = None,

@@ -140,13 +140,13 @@ def build_router(service: ControlService, tracing: Tracing = NOOP) -> APIRouter:
         return task if created else JSONResponse(task.model_dump(mode="json"), status_code=200)
 
     @r.get("/tasks", response_model=list[Task], tags=["tasks"])
-    def list_tasks(
+    async def list_tasks(
         state: TaskState | None = None, node: str | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 200
     ) -> Any:
         return service.store.list_tasks([state] if state else None, node=node, limit=limit)
 
     @r.get("/tasks/{task_id}", response_model=Task, tags=["tasks"])
-    def get_task(task_id: str) -> Any:
+    async def get_task(task_id: str) -> Any:
         return service.task(task_id)
 
     @r.get("/tasks/{task_id}/wait", response_model=Task, tags=["tasks"])
@@ -162,11 +162,11 @@ def build_router(service: ControlService, tracing: Tracing = NOOP) -> APIRouter:
             await notifier.wait(f"task:{task_id}", version, left)
 
     @r.post("/tasks/{task_id}/cancel", response_model=Task, tags=["tasks"])
-    def cancel(task_id: str) -> Any:
+    async def cancel(task_id: str) -> Any:
         return service.cancel(task_id)
 
     @r.get("/tasks/{task_id}/events", response_model=list[Event], tags=["tasks"])
-    def task_events(task_id: str) -> Any:
+    async def task_events(task_id: str) -> Any:
         service.task(task_id)
         return service.store.list_events(task_id=task_id)
 
@@ -189,24 +189,24 @@ def build_router(service: ControlService, tracing: Tracing = NOOP) -> APIRouter:
         }
 
     @r.get("/events", response_model=list[Event], tags=["events"])
-    def events(after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=10000)] = 500) -> Any:
+    async def events(after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=10000)] = 500) -> Any:
         return service.store.list_events(after=after, limit=limit)
 
     # -- nodes --------------------------------------------------------------------------------------
     @r.get("/nodes", response_model=list[Node], tags=["nodes"])
-    def list_nodes() -> Any:
+    async def list_nodes() -> Any:
         return service.store.list_nodes()
 
     @r.get("/nodes/{name}", response_model=Node, tags=["nodes"])
-    def get_node(name: str) -> Any:
+    async def get_node(name: str) -> Any:
         return service.node(name)
 
     @r.put("/nodes/{name}", response_model=Node, tags=["agent"])
-    def register(name: str, body: NodeRegistration) -> Any:
+    async def register(name: str, body: NodeRegistration) -> Any:
         return service.register(name, body)
 
     @r.post("/nodes/{name}/heartbeat", response_model=HeartbeatReply, tags=["agent"])
-    def heartbeat(name: str, body: Heartbeat) -> Any:
+    async def heartbeat(name: str, body: Heartbeat) -> Any:
         return service.heartbeat(name, body)
 
     @r.get("/nodes/{name}/assignments", response_model=Assignments, tags=["agent"])
@@ -219,28 +219,28 @@ def build_router(service: ControlService, tracing: Tracing = NOOP) -> APIRouter:
         return Assignments(index=version, assignments=service.assignments(name))
 
     @r.post("/nodes/{name}/cordon", response_model=Node, tags=["nodes"])
-    def cordon(name: str) -> Any:
+    async def cordon(name: str) -> Any:
         return service.cordon(name, True)
 
     @r.post("/nodes/{name}/uncordon", response_model=Node, tags=["nodes"])
-    def uncordon(name: str) -> Any:
+    async def uncordon(name: str) -> Any:
         return service.cordon(name, False)
 
     @r.post("/nodes/{name}/drain", response_model=Node, tags=["nodes"])
-    def drain(name: str) -> Any:
+    async def drain(name: str) -> Any:
         return service.drain(name)
 
     @r.post("/nodes/{name}/labels", response_model=Node, tags=["nodes"])
-    def labels(name: str, body: LabelChange) -> Any:
+    async def labels(name: str, body: LabelChange) -> Any:
         return service.set_labels(name, body)
 
     @r.post("/nodes/{name}/taints", response_model=Node, tags=["nodes"])
-    def taints(name: str, body: TaintChange) -> Any:
+    async def taints(name: str, body: TaintChange) -> Any:
         return service.set_taints(name, body)
 
     # -- agent reports ------------------------------------------------------------------------------
     @r.post("/tasks/{task_id}/attempts/{token}/status", response_model=Task, tags=["agent"])
-    def report(
+    async def report(
         task_id: str,
         token: int,
         body: AttemptReport,
@@ -251,15 +251,15 @@ def build_router(service: ControlService, tracing: Tracing = NOOP) -> APIRouter:
             return service.report(task_id, token, body)
 
     @r.post("/tasks/{task_id}/attempts/{token}/probes", response_model=Task, tags=["agent"])
-    def probes(task_id: str, token: int, body: ProbeReport) -> Any:
+    async def probes(task_id: str, token: int, body: ProbeReport) -> Any:
         return service.probe_report(task_id, token, body)
 
     @r.post("/tasks/{task_id}/attempts/{token}/logs", tags=["agent"])
-    def logs(task_id: str, token: int, body: LogBatch) -> Any:
+    async def logs(task_id: str, token: int, body: LogBatch) -> Any:
         return {"accepted": service.append_logs(task_id, token, body)}
 
     @r.get("/policy", tags=["config"])
-    def policy() -> Any:
+    async def policy() -> Any:
         return service.policy.model_dump()
 
     return r

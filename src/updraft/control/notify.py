@@ -15,11 +15,28 @@ class Notifier:
     def __init__(self) -> None:
         self._versions: dict[str, int] = defaultdict(int)
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop that owns the waiters; notifications from other threads are handed to it."""
+        self._loop = loop
 
     def version(self, topic: str) -> int:
         return self._versions[topic]
 
     def notify(self, *topics: str) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:  # e.g. a sync route in the thread pool: futures are not thread-safe
+                loop.call_soon_threadsafe(self._notify, topics)
+                return
+        self._notify(topics)
+
+    def _notify(self, topics: tuple[str, ...]) -> None:
         for topic in topics:
             self._versions[topic] += 1
             for fut in self._waiters.pop(topic, []):
@@ -30,7 +47,9 @@ class Notifier:
         """Return the topic's version once it differs from ``seen`` (or after ``timeout``)."""
         if seen is None or self._versions[topic] != seen or timeout <= 0:
             return self._versions[topic]
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._loop = self._loop or loop
+        fut: asyncio.Future[None] = loop.create_future()
         self._waiters[topic].append(fut)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(fut, timeout)

@@ -86,6 +86,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.notifier.bind(asyncio.get_running_loop())
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(loop(service)) for loop in background]
         running[:] = tasks
         service.notifier.notify("scheduler")
