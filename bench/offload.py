@@ -40,7 +40,7 @@ def run_burst(enable_offload: bool) -> dict[str, float]:
         cluster.start_agent("cloud", tags=["low-util"], cpus="1", cpuset="1", memory="2Gi")
         with cluster.client() as c:
             device = c.submit(image=BASE_IMAGE, command=["python3", "-c", DEVICE_LOAD], origin="edge",
-                              offloadable=False)
+                              offloadable=False, resources={"requests": {"cpu": "200m"}})
             wait_for(lambda: c.get(device.id).state == "running", 30, what="device workload running")
             time.sleep(3)  # let the edge's measured load settle at its own workload
             cpu0, t0 = edge_cpu_seconds(), time.monotonic()

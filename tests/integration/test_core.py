@@ -52,6 +52,7 @@ def test_container_limits_in_hostconfig(two_nodes: Cluster) -> None:
         attrs = docker.from_env().containers.get(cid).attrs
         host = attrs["HostConfig"]
         assert host["NanoCpus"] == 250_000_000
+        assert host["CpuShares"] == 102  # the 100m request, as Kubernetes maps it
         assert host["Memory"] == 64 * 1024 * 1024
         assert host["CpusetCpus"] == "0"
         assert host["CgroupParent"] == "/updraft-edge"

@@ -32,6 +32,7 @@ LINK = {"latency": 0.2, "jitter": 0.15, "drop": 0.05, "direction": "both"}
 SUBMITS = 1000
 WORKERS = 16
 SUSPICION = ("node-suspect", "node-unreachable")
+CHURN = 1.0
 
 
 @pytest.fixture
@@ -115,7 +116,7 @@ def test_heartbeats_over_the_same_link_raise_no_suspicion(server: Cluster) -> No
         while time.monotonic() - started < 30:
             # Churn: cut the agent's pooled connections every few seconds (a NAT timeout, a cell handover),
             # so its requests keep opening new connections and the 5 % drop applies to them.
-            time.sleep(2.5)
+            time.sleep(CHURN)
             proxy.reset_all()
         node = httpx.get(f"{server.url}/v1/nodes/far", timeout=5).json()
         counters = dict(proxy.counters)

@@ -150,3 +150,8 @@ def untag_pushed(registry_host: str) -> None:
             if tag.startswith(registry_host + "/"):
                 with contextlib.suppress(docker.errors.APIError):
                     client.images.remove(tag)
+    for image in client.images.list():  # what a later push of the same tag left with only a digest
+        digests = image.attrs.get("RepoDigests") or []
+        if not image.tags and digests and all(d.startswith(registry_host + "/") for d in digests):
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(image.id, force=True)

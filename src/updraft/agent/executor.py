@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import docker
 import docker.errors
-from docker.models.containers import Container
+from docker.models.containers import Container, _create_container_args
 
 from updraft.agent.cgroup import ParentCgroup
 from updraft.agent.reconcile import Observed
@@ -60,6 +61,8 @@ class DockerExecutor:
         """Set after a pull: the next heartbeat sends the image list without waiting for its turn."""
         self.on_op: Callable[[str, float, bool], None] | None = None
         """Called with (operation, seconds, ok) after each timed Docker call: the agent's metrics hook."""
+        self._repo_digests: dict[str, list[str]] = {}
+        """Image id → RepoDigests, as ``ensure_image`` last saw them: spares an image inspect per report."""
 
     def ping(self) -> bool:
         try:
@@ -73,20 +76,20 @@ class DockerExecutor:
             self.on_op(op, seconds, ok)
 
     def observed(self) -> list[Observed]:
-        try:
-            containers = self.client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={self.node}", f"{LABEL_CLUSTER}={self.cluster}"]})
+        try:  # one list call: its rows carry labels and state (no inspect per container)
+            containers = self.client.api.containers(all=True, filters={"label": [f"{LABEL_NODE}={self.node}", f"{LABEL_CLUSTER}={self.cluster}"]})
         except (docker.errors.DockerException, OSError) as exc:
             raise Unavailable(f"docker does not answer: {exc}") from exc
         out = []
         for c in containers:
-            labels = c.labels
+            labels = c.get("Labels") or {}
             try:
                 out.append(
                     Observed(
                         labels[LABEL_TASK],
                         int(labels[LABEL_TOKEN]),
-                        c.id,
-                        c.status in ("running", "created", "restarting"),
+                        str(c["Id"]),
+                        c.get("State") in ("running", "created", "restarting"),
                     )
                 )
             except (KeyError, ValueError):
@@ -127,26 +130,35 @@ class DockerExecutor:
             image = pulled.image
         except docker.errors.DockerException as exc:
             raise Unavailable(f"docker does not answer: {exc}") from exc
-        problem = check_digest(ref, image.attrs.get("RepoDigests") or [])
+        repo_digests = list(image.attrs.get("RepoDigests") or [])
+        problem = check_digest(ref, repo_digests)
         if problem is not None:
             raise ImageError(problem, image=ref, reason="digest_mismatch")
+        if len(self._repo_digests) > 256:
+            self._repo_digests.clear()
+        self._repo_digests[str(image.id)] = repo_digests
         return str(image.id)
 
-    def ran_digest(self, container: Container) -> str | None:
+    def ran_digest(self, container: Container | dict[str, Any]) -> str | None:
         """The digest a container's image carries under the name it was started as (else its image id)."""
-        ref = str(container.attrs.get("Config", {}).get("Image") or "")
-        image_id = container.attrs.get("Image")
+        attrs = container if isinstance(container, dict) else container.attrs
+        ref = str(attrs.get("Config", {}).get("Image") or "")
+        image_id = attrs.get("Image")
         if not ref or not image_id:
             return image_id
         try:
-            repo_digests = self.client.images.get(image_id).attrs.get("RepoDigests") or []
+            repo_digests = self._repo_digests.get(image_id)
+            if repo_digests is None:  # not started by this process (re-adopted): ask Docker
+                repo_digests = self.client.images.get(image_id).attrs.get("RepoDigests") or []
             return carried_digest(ref, repo_digests) or image_id
         except (docker.errors.DockerException, ValueError):  # ValueError: a reference we cannot parse
             return str(image_id)
 
-    def start(self, a: Assignment, extra_env: dict[str, str] | None = None) -> str:
+    def start(self, a: Assignment, extra_env: dict[str, str] | None = None, ensure_image: bool = True) -> str:
+        """Create and start the attempt's container; ``ensure_image=False`` when the caller just did."""
         spec = a.spec
-        self.ensure_image(spec.image)
+        if ensure_image:
+            self.ensure_image(spec.image)
         cmd = [*(spec.command or []), *(spec.args or [])] or None
         env = {**spec.env, "UPDRAFT_TASK_ID": a.task_id, "UPDRAFT_TOKEN": str(a.token), **(extra_env or {})}
         labels = {**spec.labels, LABEL_NODE: self.node, LABEL_CLUSTER: self.cluster, LABEL_TASK: a.task_id,
@@ -163,6 +175,9 @@ class DockerExecutor:
         }
         if spec.resources.limits.cpu:
             kwargs["nano_cpus"] = spec.resources.limits.cpu_millis * 1_000_000
+        if spec.resources.request_cpu():
+            # As Kubernetes does: the request is the container's guaranteed share under contention.
+            kwargs["cpu_shares"] = max(2, spec.resources.request_cpu() * 1024 // 1000)
         if spec.resources.limits.memory:
             kwargs["mem_limit"] = spec.resources.limits.memory_bytes
             kwargs["memswap_limit"] = spec.resources.limits.memory_bytes
@@ -172,37 +187,41 @@ class DockerExecutor:
             kwargs["cgroup_parent"] = self.cgroup.docker_parent
         if spec.volumes:
             kwargs["volumes"] = list(spec.volumes)
+        name = kwargs["name"]
+        api = self.client.api
         started, op = time.monotonic(), "create"
         try:
-            container = self.client.containers.create(spec.image, **kwargs)
+            # The low-level calls: ``containers.create`` would inspect the new container once more.
+            create_args = _create_container_args({**kwargs, "image": spec.image, "version": api._version})
+            container_id = str(api.create_container(**create_args)["Id"])
             self._timed("create", started)
             started, op = time.monotonic(), "start"
-            container.start()
+            api.start(container_id)
             self._timed("start", started)
         except docker.errors.APIError as exc:
             self._timed(op, started, ok=False)
             if exc.status_code == 409:  # already created by a previous life of this agent
-                return str(self.client.containers.get(kwargs["name"]).id)
+                return str(api.inspect_container(name)["Id"])
             raise ImageError(f"container could not start: {_explain(exc)}") from exc
-        return str(container.id)
+        return container_id
 
     def stop(self, container_id: str, grace: float = 2.0) -> None:
         started = time.monotonic()
         with contextlib.suppress(docker.errors.NotFound):
-            self.client.containers.get(container_id).stop(timeout=int(grace))
+            self.client.api.stop(container_id, timeout=int(grace))
         self._timed("stop", started)
 
     def remove(self, container_id: str) -> None:
         started = time.monotonic()
         with contextlib.suppress(docker.errors.NotFound):
-            self.client.containers.get(container_id).remove(force=True)
+            self.client.api.remove_container(container_id, force=True)
         self._timed("remove", started)
 
     def restart(self, container_id: str, grace: float = 1.0) -> None:
         """Restart in place (same container, same attempt): what a failing liveness probe asks for."""
         started = time.monotonic()
         try:
-            self.client.containers.get(container_id).restart(timeout=int(grace))
+            self.client.api.restart(container_id, timeout=int(grace))
         except docker.errors.DockerException:
             self._timed("restart", started, ok=False)
             raise
@@ -238,9 +257,8 @@ class DockerExecutor:
 
     def wait(self, container_id: str, timeout: float | None) -> bool:
         """Block until the container exits; False if ``timeout`` passed first."""
-        container = self.client.containers.get(container_id)
         try:
-            container.wait(timeout=timeout) if timeout else container.wait()
+            self.client.api.wait(container_id, timeout=timeout) if timeout else self.client.api.wait(container_id)
             return True
         except (docker.errors.DockerException, OSError) as exc:
             if (
@@ -252,47 +270,70 @@ class DockerExecutor:
             raise
 
     def result(self, container_id: str) -> dict[str, Any]:
-        c: Container = self.client.containers.get(container_id)
-        state = c.attrs["State"]
+        attrs: dict[str, Any] = self.client.api.inspect_container(container_id)  # one call, no model object
+        state = attrs["State"]
         return {
-            "container_id": c.id,
+            "container_id": attrs["Id"],
             "exit_code": state.get("ExitCode"),
             "oom_killed": bool(state.get("OOMKilled")),
             "started_at": _ts(state.get("StartedAt")),
             "finished_at": _ts(state.get("FinishedAt")),
-            "image_digest": self.ran_digest(c),
+            "image_digest": self.ran_digest(attrs),
             "running": state.get("Running", False),
         }
 
     def follow_logs(
-        self, container_id: str, stream: str, since: float | None, on_lines: Callable[[str, list[str]], None]
+        self, container_id: str, since: float | None, on_lines: Callable[[str, list[str]], None]
     ) -> threading.Thread:
-        """Stream one of stdout/stderr, line by line, until the container exits."""
+        """Stream stdout and stderr, line by line, until the container exits: one request (Docker's
+        multiplexed frames, demultiplexed here) and one thread for both streams."""
 
         def run() -> None:
+            partial = {"stdout": b"", "stderr": b""}
             try:
-                chunks: Iterator[bytes] = self.client.api.logs(
-                    container_id,
-                    stream=True,
-                    follow=True,
-                    stdout=stream == "stdout",
-                    stderr=stream == "stderr",
-                    since=int(since) if since else None,
-                )
-                partial = b""
-                for chunk in chunks:
-                    partial += chunk
-                    *lines, partial = partial.split(b"\n")
+                api = self.client.api
+                params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 0, "tail": "all"}
+                if since:
+                    params["since"] = int(since)
+                res = api._get(api._url("/containers/{0}/logs", container_id), params=params, stream=True)
+                api._raise_for_status(res)
+                api._disable_socket_timeout(api._get_raw_response_socket(res))  # a quiet task is not an error
+                read = res.raw.read
+                while True:
+                    header = _read_exact(read, 8)
+                    if len(header) < 8:
+                        break
+                    kind, length = struct.unpack(">BxxxL", header)
+                    data = _read_exact(read, length)
+                    stream = "stdout" if kind == 1 else "stderr"  # the containers run without a tty
+                    *lines, partial[stream] = (partial[stream] + data).split(b"\n")
                     if lines:
                         on_lines(stream, [ln.decode("utf-8", "replace") for ln in lines])
-                if partial:
-                    on_lines(stream, [partial.decode("utf-8", "replace")])
+                    if len(data) < length:
+                        break
             except Exception as exc:  # logs are best effort; the result is reported regardless
                 log.debug("log stream of %s ended: %s", container_id[:12], exc)
+            for stream, rest in partial.items():  # an unterminated last line is still a line
+                if rest:
+                    try:
+                        on_lines(stream, [rest.decode("utf-8", "replace")])
+                    except Exception as exc:
+                        log.warning("last line of %s's %s lost: %s", container_id[:12], stream, exc)
 
-        thread = threading.Thread(target=run, name=f"logs-{stream}-{container_id[:12]}", daemon=True)
+        thread = threading.Thread(target=run, name=f"logs-{container_id[:12]}", daemon=True)
         thread.start()
         return thread
+
+
+def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:
+    """``n`` bytes from a blocking reader, fewer only at the end of the stream."""
+    buf = b""
+    while len(buf) < n:
+        chunk = read(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
 
 
 def _explain(exc: Exception) -> str:

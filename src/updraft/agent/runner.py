@@ -34,6 +34,24 @@ log = logging.getLogger("updraft.agent")
 LONG_POLL = 20.0
 
 
+def _plain_http_transport(server: str) -> Any:
+    """For a control plane reached over plain http only: a transport whose TLS context has no CA bundle.
+
+    httpx otherwise loads certifi's bundle into an SSL context up front, ~3 MB resident in an agent that never
+    opens a TLS connection. The context stays verifying (fail-closed), it just trusts no one. None (httpx's
+    default transport) as soon as any endpoint is https.
+    """
+    from updraft.net import EndpointSet
+
+    if any(not ep.url.startswith("http://") for ep in EndpointSet.parse(server).endpoints):
+        return None
+    import ssl
+
+    import httpx
+
+    return httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+
+
 class Agent:
     def __init__(
         self,
@@ -56,7 +74,8 @@ class Agent:
         self.executor = executor or DockerExecutor(self.name, self.cgroup, cpuset=settings.cpuset,
                                                       cluster=settings.cluster)
         self.client = client or HttpClient(
-            settings.server, token=settings.token, clock=self.clock, retry=RetryPolicy(max_retries=2, base=0.2, cap=2.0)
+            settings.server, token=settings.token, clock=self.clock, retry=RetryPolicy(max_retries=2, base=0.2, cap=2.0),
+            transport=_plain_http_transport(settings.server),
         )
         self.outbox = Outbox(settings.data_dir / self.name / "outbox.db")
         self.load: LoadMeter = HostLoad()
@@ -109,6 +128,7 @@ class Agent:
             while not self.stop_event.wait(1.0):
                 pass
         self.stop()
+        self.tracing.shutdown()  # flush the spans still batched
 
     def readiness_problems(self) -> dict[str, str]:
         problems = {}
@@ -338,7 +358,7 @@ class Agent:
                 run = self.tracing.start("run", assign.traceparent, attrs)
                 env = {"TRACEPARENT": run.traceparent} if run.traceparent else None  # the user's code continues
                 with self.tracing.span("create", run.traceparent, attrs):
-                    cid = self.executor.start(a, extra_env=env)
+                    cid = self.executor.start(a, extra_env=env, ensure_image=False)  # ensured just above
             except Exception as exc:  # report it as the attempt's error rather than lose it
                 message = exc.message if isinstance(exc, ImageError | Unavailable) else f"cannot start: {exc}"
                 if not isinstance(exc, ImageError | Unavailable):
@@ -412,7 +432,7 @@ class Agent:
                 )
 
             since = self.clock.now() if adopted else None
-            streams = [self.executor.follow_logs(cid, s, since, on_lines) for s in ("stdout", "stderr")]
+            streams = [self.executor.follow_logs(cid, since, on_lines)]  # both stdout and stderr
             error = None
             deadline, seen = None if timeout is None else self.clock.monotonic() + timeout, 0
             while True:
@@ -422,7 +442,7 @@ class Agent:
                 if restarted is None:
                     break
                 seen = restarted  # a liveness restart, not an exit: follow the new run's output
-                streams += [self.executor.follow_logs(cid, s, self.clock.now(), on_lines) for s in ("stdout", "stderr")]
+                streams.append(self.executor.follow_logs(cid, self.clock.now(), on_lines))
             if spans is not None:
                 spans[0].end()
             if not exited:
@@ -446,8 +466,12 @@ class Agent:
             }
             if error:
                 report["exit_code"] = info["exit_code"] if info["exit_code"] not in (0, None) else 124
-            self._finish(task_id, token, report)
+            self._finish(task_id, token, report, forget=False)
+            # Off the result's path: the sender is already delivering it. The attempt stays watched until
+            # its container is gone, so a reconcile meanwhile does not start a second follower for it.
             self.executor.remove(cid)
+            with self.lock:
+                self.watched.pop((task_id, token), None)
         except Unavailable as exc:
             log.warning("lost docker while following %s: %s", task_id, exc)
             with self.lock:
@@ -464,10 +488,11 @@ class Agent:
             for span in spans or ():
                 span.end()
 
-    def _finish(self, task_id: str, token: int, report: dict[str, Any]) -> None:
+    def _finish(self, task_id: str, token: int, report: dict[str, Any], forget: bool = True) -> None:
         self.outbox.put("status", task_id, token, report, finished_at=self.clock.now())
-        with self.lock:
-            self.watched.pop((task_id, token), None)
+        if forget:
+            with self.lock:
+                self.watched.pop((task_id, token), None)
         ok = report["state"] == "exited" and report.get("exit_code") == 0 and not report.get("oom_killed")
         result = "error" if report["state"] == "error" else "succeeded" if ok else "failed"
         self.metrics.attempt(result)

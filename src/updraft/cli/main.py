@@ -17,6 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain (click) help and errors: rich's help renderer pulls in rich.markdown and markdown-it, which
+    # would more than double the start of ``updraft --help`` (sub-commands inherit this).
+    rich_markup_mode=None,
 )
 node_app = typer.Typer(help="Label, taint, cordon and drain nodes.", no_args_is_help=True)
 config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
@@ -125,6 +128,10 @@ def agent(
     log_format: Annotated[str | None, typer.Option(help="text or json")] = None,
 ) -> None:
     """Run an agent on this node: register, heartbeat, run assigned containers."""
+    # The agent is a long-lived process on small devices: keep httpx from importing its own command-line
+    # client (httpx._main: rich, pygments, click), ~4 MB resident that the agent never uses. httpx falls
+    # back to a stub ``httpx.main`` when that import fails, which a None entry makes it do.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from updraft import settings as s
     from updraft.agent import serve_agent
     from updraft.errors import UpdraftError

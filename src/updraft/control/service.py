@@ -89,6 +89,9 @@ class ControlService:
             for event in txn.events:
                 listener(event)
         topics = {f"task:{t.id}" for t, _ in txn.tasks} | {f"node:{t.node}" for t, _ in txn.tasks if t.node}
+        # A log follower waits on the logs topic; the end of the task is its news too (a task that prints
+        # nothing would otherwise keep ``updraft run`` waiting out the whole long-poll).
+        topics |= {f"logs:{t.id}" for t, _ in txn.tasks if t.state.terminal}
         self.notifier.notify(*topics, "events")
 
     def task(self, task_id: str) -> Task:

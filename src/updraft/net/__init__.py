@@ -10,7 +10,7 @@ from updraft.net._syntax import parse_duration
 from updraft.net.client import AsyncHttpClient, HttpClient
 from updraft.net.endpoints import Endpoint, EndpointSet, EndpointStats, parse_server
 from updraft.net.retry import RetryPolicy, is_idempotent
-from updraft.net.rtt import RttEstimator, RttSnapshot
+from updraft.net.rtt import RttEstimator, RttSnapshot, RttTicket
 
 __all__ = [
     "AsyncHttpClient",
@@ -21,6 +21,7 @@ __all__ = [
     "RetryPolicy",
     "RttEstimator",
     "RttSnapshot",
+    "RttTicket",
     "error_from_response",
     "is_idempotent",
     "parse_duration",

@@ -15,6 +15,7 @@ import httpx
 from updraft import errors
 from updraft.net.endpoints import Endpoint, EndpointSet
 from updraft.net.retry import RetryPolicy
+from updraft.net.rtt import RttTicket
 
 log = logging.getLogger("updraft.net")
 
@@ -84,6 +85,7 @@ class Call:
         self._sent = False
         self._ep: Endpoint | None = None
         self._retried_here = False
+        self._ticket: RttTicket | None = None
         self.started = 0.0
 
     @property
@@ -107,6 +109,7 @@ class Call:
     def begin(self, ep: Endpoint, now: float) -> None:
         self._ep = ep
         self._retried_here = ep.url in self.tried  # Karn: a resent request yields no RTT sample
+        self._ticket = ep.rtt.sending()  # nor, when the estimator says so, do concurrent or probing ones
         self.endpoints.record_attempt(ep, retry=bool(self.tried))
         self.tried.append(ep.url)
         self.started = now
@@ -136,7 +139,9 @@ class Call:
                 raise cause
             raise self.give_up()
         if self.adaptive and self.wait is None:
-            ep.rtt.observe(now - self.started, retried=self._retried_here)
+            ep.rtt.observe(now - self.started, retried=self._retried_here, ticket=self._ticket)
+        else:
+            ep.rtt.answered()
         self.endpoints.record_success(ep)
         if 200 <= status < 300:
             return True
@@ -151,7 +156,7 @@ class Call:
         if not isinstance(exc, httpx.PoolTimeout):  # local pool exhaustion is not the endpoint's fault
             self.endpoints.record_failure(ep, timeout=timed_out)
             if timed_out and self.adaptive:
-                ep.rtt.on_timeout()
+                ep.rtt.on_timeout(self._ticket)
         sent = not isinstance(exc, _NOT_SENT)
         self._note(ep, f"{type(exc).__name__}: {exc}".rstrip(": "), exc, sent=sent)
         if not self._may_retry(sent=sent):

@@ -24,6 +24,22 @@ Defaults and why:
 Back-off (§5.5): each timeout doubles the RTO (capped at ``max_rto``); the doubling is kept until a
 *valid* sample arrives (§5.7). Karn's rule: a sample taken from a request that was already sent once
 is ambiguous and must not update the estimator (and therefore does not cancel the back-off either).
+
+Many requests, one estimator. TCP has one retransmission timer per connection and, after a timeout, one
+segment in flight; here many concurrent requests share an endpoint's estimator, and two rules keep that
+sharing from distorting it. Callers take a :class:`RttTicket` (:meth:`sending`) when they send an attempt
+and hand it back to :meth:`observe` or :meth:`on_timeout`:
+
+* *One doubling per timeout actually used.* Ten requests sent with the same RTO that all time out are one
+  expiry of "the timer", not ten: only an attempt sent at the current back-off level doubles the RTO again.
+  Otherwise a burst of concurrent timeouts would drive the RTO to its maximum within one RTO.
+* *Karn's rule, extended.* A sample is ambiguous, like a resent request's, when another attempt to the
+  endpoint timed out while this one was in flight, or when it was sent while the endpoint was backed off
+  and had not answered anything since its last timeout (a probe sent into an outage). During a partition
+  new requests keep being sent with ever longer timeouts and, when it heals, answer all at once with
+  "round trips" as long as the partition; fed to the estimator, those would keep the RTO near its maximum
+  long after the path is well again. An ambiguous answer still tells that the endpoint answers again, so
+  the next attempt's sample is valid and clears the back-off (§5.7), as after a retransmission in TCP.
 """
 
 from __future__ import annotations
@@ -40,6 +56,15 @@ K = 4
 DEFAULT_INITIAL_RTO = 1.0
 DEFAULT_MIN_RTO = 0.2
 DEFAULT_MAX_RTO = 60.0
+
+
+@dataclass(frozen=True)
+class RttTicket:
+    """The estimator's state when an attempt was sent (see "Many requests, one estimator")."""
+
+    timeouts: int
+    backoffs: int
+    probe: bool
 
 
 @dataclass(frozen=True)
@@ -83,6 +108,8 @@ class RttEstimator:
         self._rttvar: float | None = None
         self._backoffs = 0
         self._samples = 0
+        self._timeouts = 0
+        self._answered = True  # something answered since the last timeout
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -98,6 +125,11 @@ class RttEstimator:
     def backoffs(self) -> int:
         """How many consecutive timeouts have doubled the RTO since the last valid sample."""
         return self._backoffs
+
+    @property
+    def timeouts(self) -> int:
+        """Timeouts recorded so far."""
+        return self._timeouts
 
     @property
     def base_rto(self) -> float:
@@ -117,16 +149,31 @@ class RttEstimator:
 
     # -- updating ------------------------------------------------------------------------------------
 
-    def observe(self, rtt: float, *, retried: bool = False) -> bool:
+    def sending(self) -> RttTicket:
+        """Note the state as an attempt is sent; pass the ticket to :meth:`observe` or :meth:`on_timeout`."""
+        with self._lock:
+            return RttTicket(self._timeouts, self._backoffs, self._backoffs > 0 and not self._answered)
+
+    def answered(self) -> None:
+        """The endpoint answered a request that yields no sample (a long poll, say): it is not in an outage."""
+        with self._lock:
+            self._answered = True
+
+    def observe(self, rtt: float, *, retried: bool = False, ticket: RttTicket | None = None) -> bool:
         """Feed one measured round trip; returns whether it was used.
 
-        ``retried=True`` applies Karn's rule: the sample is dropped and any back-off stays in force.
+        ``retried=True`` applies Karn's rule: the sample is dropped and any back-off stays in force. With the
+        attempt's ``ticket``, so is a sample from an attempt that another one's timeout overlapped, or that
+        was sent into an outage (see "Many requests, one estimator").
         """
-        if retried:
-            return False
         if rtt < 0:
             raise ValueError(f"a round-trip time cannot be negative: {rtt}")
         with self._lock:
+            self._answered = True
+            if retried:
+                return False
+            if ticket is not None and (ticket.timeouts != self._timeouts or ticket.probe):
+                return False
             if self._srtt is None or self._rttvar is None:
                 self._srtt = rtt
                 self._rttvar = rtt / 2
@@ -137,10 +184,17 @@ class RttEstimator:
             self._samples += 1
         return True
 
-    def on_timeout(self) -> float:
-        """Record that a request timed out; doubles the timeout (RFC 6298 §5.5) and returns the new one."""
+    def on_timeout(self, ticket: RttTicket | None = None) -> float:
+        """Record that a request timed out; doubles the timeout (RFC 6298 §5.5) and returns the new one.
+
+        With the attempt's ``ticket``, an attempt sent before the RTO was last doubled does not double it
+        again.
+        """
         with self._lock:
-            if self._timeout() < self.max_rto:
+            self._timeouts += 1
+            self._answered = False
+            current = ticket is None or ticket.backoffs >= self._backoffs
+            if current and self._timeout() < self.max_rto:
                 self._backoffs += 1
             return self._timeout()
 

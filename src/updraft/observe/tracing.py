@@ -230,7 +230,12 @@ def _exporter(env: Mapping[str, str]) -> Any:
         raise ValueError(f"OTEL_TRACES_EXPORTER={name!r}: updraft ships the otlp (HTTP/protobuf) and console exporters")
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter()
+    # The exporter reads the rest of OTEL_EXPORTER_OTLP_* itself; the endpoint is taken from ``env`` here so
+    # that a mapping passed in (not only os.environ) decides where spans go. The generic endpoint is a base URL.
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if not endpoint and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    return OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
 
 
 def setup(component: str, node: str | None = None, env: Mapping[str, str] | None = None, exporter: Any = None) -> Tracing:
