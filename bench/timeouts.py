@@ -79,6 +79,11 @@ def describe(phases: list[Phase]) -> str:
     return ", then ".join(parts) + (", cycling" if len(phases) > 1 else "")
 
 
+class _Upstream(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the default backlog of 5 drops SYNs when clients reconnect in a burst
+
+
 class _Pong(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     body = b'{"ok": true}'
@@ -198,8 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
 
-    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Pong)
-    upstream.daemon_threads = True
+    upstream = _Upstream(("127.0.0.1", 0), _Pong)
     threading.Thread(target=upstream.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     address = (str(upstream.server_address[0]), int(upstream.server_address[1]))
 

@@ -10,10 +10,14 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from updraft.clock import Clock
 from updraft.control.applier import apply_plan, committed_usage
 from updraft.control.detector import PhiAccrualDetector
+
+if TYPE_CHECKING:
+    from updraft.predict import OverloadPredictor
 from updraft.control.notify import Notifier
 from updraft.control.pinning import at_submit, make_pinner
 from updraft.errors import Conflict, NotFound, StaleToken, ValidationError
@@ -68,6 +72,8 @@ class ControlService:
         self.notifier = notifier or Notifier()
         self.rng = rng or random.Random()
         self.forecasts: dict[str, str] = {}
+        self.transients: dict[str, str] = {}
+        self.predictors: dict[str, tuple[OverloadPredictor, OverloadPredictor]] = {}
         self.listeners: list[EventListener] = []
         self.detector = PhiAccrualDetector(settings.detector, clock, settings.heartbeat_interval)
         self.pinner = make_pinner(settings, clock)
@@ -191,6 +197,8 @@ class ControlService:
             return HeartbeatReply(known=False, interval=self.settings.heartbeat_interval)
         self.detector.heartbeat(name, sent_at=hb.sent_at)
         now = self.clock.now()
+        if self.policy.predictive:
+            self._predict(name, now, hb.cpu_pct, hb.memory_pct)
         update: dict[str, object] = {
             "metrics": NodeMetrics(cpu_pct=hb.cpu_pct, memory_pct=hb.memory_pct, at=now),
             "last_heartbeat": now,
@@ -213,6 +221,35 @@ class ControlService:
         if node.state != NodeState.READY or abs(hb.cpu_pct - node.metrics.cpu_pct) >= 5:
             self.notifier.notify("scheduler")
         return HeartbeatReply(stale=stale, interval=self.settings.heartbeat_interval)
+
+    def _predict(self, name: str, now: float, cpu: float, memory: float) -> None:
+        """Feed the node's overload predictors; keep what the scheduler should know about this origin."""
+        from updraft.predict import OverloadPredictor
+
+        horizon = self.policy.horizon_seconds
+        pair = self.predictors.setdefault(
+            name,
+            (
+                OverloadPredictor(threshold=self.policy.threshold_cpu, horizon_s=horizon),
+                OverloadPredictor(threshold=self.policy.threshold_memory, horizon_s=horizon),
+            ),
+        )
+        preds = [
+            (what, p.update(t=now, value=v)) for what, p, v in (("cpu", pair[0], cpu), ("memory", pair[1], memory))
+        ]
+        forecast = [f"{what} {p.reason}" for what, p in preds if p.should_offload]
+        transient = [f"{what} {p.reason}" for what, p in preds if p.transient]
+        was = self.forecasts.get(name)
+        if forecast:
+            self.forecasts[name] = "; ".join(forecast)
+        else:
+            self.forecasts.pop(name, None)
+        if transient:
+            self.transients[name] = "; ".join(transient)
+        else:
+            self.transients.pop(name, None)
+        if bool(was) != bool(forecast):
+            self.notifier.notify("scheduler")
 
     def assignments(self, name: str) -> list[Assignment]:
         self.node(name)
@@ -462,6 +499,7 @@ class ControlService:
             usage=committed_usage(self.store),
             revision=self.store.revision(),
             forecasts=dict(self.forecasts),
+            transients=dict(self.transients),
         )
 
     def schedule_once(self) -> Plan:

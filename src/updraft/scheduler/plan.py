@@ -25,6 +25,8 @@ class Snapshot:
     usage: Mapping[str, Usage]
     revision: int = 0
     forecasts: Mapping[str, str] = field(default_factory=dict)
+    transients: Mapping[str, str] = field(default_factory=dict)
+    """node → reason, for origins whose measured excursion over a threshold the predictor calls a spike."""
     """node → reason, for origins the predictor says will cross a threshold within the horizon."""
 
 
@@ -56,11 +58,23 @@ def queue_order(tasks: list[Task]) -> list[Task]:
     return sorted(tasks, key=lambda t: (-t.spec.priority, t.submitted_seq))
 
 
-def _overloaded(node: Node, usage: Usage, policy: Policy, forecast: str | None) -> tuple[bool, str]:
-    """Is the origin over a threshold? Hysteresis: once offloading, stay until `hysteresis` points below."""
+def _overloaded(
+    node: Node, usage: Usage, policy: Policy, forecast: str | None, transient: str | None = None
+) -> tuple[bool, str]:
+    """Is the origin over a threshold? Hysteresis: once offloading, stay until `hysteresis` points below.
+
+    With the predictive policy, ``forecast`` (a predicted crossing) counts as over, and ``transient`` (the
+    measured excursion is a one-sample spike) holds back an offload the measurement alone would trigger.
+    """
     cpu, mem = cpu_load_pct(node, usage), memory_load_pct(node, usage)
     slack = policy.hysteresis if node.offloading else 0.0
+    committed_cpu = 100.0 * usage.cpu_millis / node.capacity.cpu_millis
     if cpu >= policy.threshold_cpu - slack:
+        if transient and committed_cpu < policy.threshold_cpu - slack and not usage.pending_unbounded:
+            return (
+                False,
+                f"held back: origin cpu {cpu:.0f}% ≥ {policy.threshold_cpu:.0f}% looks transient ({transient})",
+            )
         op = "≥" if cpu >= policy.threshold_cpu else f"≥ {policy.threshold_cpu - slack:.0f}% (hysteresis), threshold"
         return True, f"origin cpu {cpu:.0f}% {op} {policy.threshold_cpu:.0f}%"
     if mem >= policy.threshold_memory - slack:
@@ -142,7 +156,13 @@ def schedule(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
 
         origin_usage = usage.get(origin.name, Usage())
         origin_view = origin.model_copy(update={"offloading": modes[origin.name]})
-        over, why = _overloaded(origin_view, origin_usage, policy, snapshot.forecasts.get(origin.name))
+        over, why = _overloaded(
+            origin_view,
+            origin_usage,
+            policy,
+            snapshot.forecasts.get(origin.name),
+            snapshot.transients.get(origin.name),
+        )
         if origin.state != NodeState.READY:
             over, why = True, f"origin {origin.name} is {origin.state}"
         if over != modes[origin.name] and origin.state == NodeState.READY:
