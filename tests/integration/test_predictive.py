@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.cluster import BASE_IMAGE, Cluster, wait_for
