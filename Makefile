@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 services:
+	bash scripts/install-packages.sh
 	bash scripts/ensure-docker.sh
 	bash scripts/build-base-image.sh
 

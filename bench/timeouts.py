@@ -74,8 +74,10 @@ VARIANTS: dict[str, float | None] = {"adaptive": None, "fixed_1s": 1.0, "fixed_5
 
 
 def describe(phases: list[Phase]) -> str:
-    parts = [f"{p.latency * 1000:.0f} ± {p.jitter * 1000:.0f} ms" + (f" for {p.seconds:g} s" if p.seconds else "")
-             for p in phases]
+    parts = [
+        f"{p.latency * 1000:.0f} +/- {p.jitter * 1000:.0f} ms" + (f" for {p.seconds:g} s" if p.seconds else "")
+        for p in phases
+    ]
     return ", then ".join(parts) + (", cycling" if len(phases) > 1 else "")
 
 
@@ -87,10 +89,9 @@ class _Upstream(http.server.ThreadingHTTPServer):
 class _Pong(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     body = b'{"ok": true}'
-    response = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                % (len(body), body))
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+    def do_GET(self) -> None:
         self.wfile.write(self.response)  # one write, so the proxy delays it as one chunk
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -198,7 +199,9 @@ def timeline(profiles: list[str]) -> list[tuple[float, str, str, Phase | bool]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated subset of " + ", ".join(PROFILES))
+    parser.add_argument(
+        "--profiles", default=",".join(PROFILES), help="comma-separated subset of " + ", ".join(PROFILES)
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
     args = parser.parse_args()
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
@@ -220,8 +223,11 @@ def main() -> None:
             proxy = FaultProxy(address, latency=first.latency, jitter=first.jitter, seed=SEED + p_index).start()
             runs.append(Run(name, variant, timeout, proxy))
     events = timeline(profiles)
-    print(f"{len(arrivals)} requests over {DURATION:.0f} s into {len(runs)} runs; blackholes at "
-          + ", ".join(f"{a:g}–{b:g} s" for a, b in BLACKHOLES), flush=True)
+    print(
+        f"{len(arrivals)} requests over {DURATION:.0f} s into {len(runs)} runs; blackholes at "
+        + ", ".join(f"{a:g}–{b:g} s" for a, b in BLACKHOLES),
+        flush=True,
+    )
 
     t0 = time.monotonic()
 
@@ -250,22 +256,45 @@ def main() -> None:
     for run in runs:
         figs = run.figures(t0)
         results.setdefault(run.profile, {"link": describe(PROFILES[run.profile])})[run.variant] = figs
-        rows.append([run.profile, run.variant, figs["spurious_timeouts"], f"{figs['detect_dead_s']:.2f}",
-                     figs["retries"], figs["failed_requests"], f"{figs['final_rto_s']:.2f}"])
+        rows.append(
+            [
+                run.profile,
+                run.variant,
+                figs["spurious_timeouts"],
+                f"{figs['detect_dead_s']:.2f}",
+                figs["retries"],
+                figs["failed_requests"],
+                f"{figs['final_rto_s']:.2f}",
+            ]
+        )
         run.pool.shutdown()
         run.client.close()
         run.proxy.stop()
     upstream.shutdown()
     upstream.server_close()
 
-    print(table(["profile", "timeout", "spurious timeouts", "notice dead (s)", "retries", "failed requests",
-                 "final RTO (s)"], rows))
+    print(
+        table(
+            [
+                "profile",
+                "timeout",
+                "spurious timeouts",
+                "notice dead (s)",
+                "retries",
+                "failed requests",
+                "final RTO (s)",
+            ],
+            rows,
+        )
+    )
     goals = []
     for name, r in results.items():
         fewer = r["adaptive"]["spurious_timeouts"] < r["fixed_1s"]["spurious_timeouts"]
         faster = r["adaptive"]["detect_dead_s"] < r["fixed_5s"]["detect_dead_s"]
-        goals.append(f"{name}: fewer spurious than fixed 1 s: {'yes' if fewer else 'NO'}; "
-                     f"notices dead faster than fixed 5 s: {'yes' if faster else 'NO'}")
+        goals.append(
+            f"{name}: fewer spurious than fixed 1 s: {'yes' if fewer else 'NO'}; "
+            f"notices dead faster than fixed 5 s: {'yes' if faster else 'NO'}"
+        )
     print("\n".join(goals))
     print(f"took {took:.0f} s")
     if not args.no_write:

@@ -73,7 +73,7 @@ def test_thousand_submits_over_a_lossy_jittery_link_make_exactly_a_thousand_task
         def submit(key: str) -> Task | None:
             try:
                 return c.submit(image=NOOP_IMAGE, command=["true"], idempotency_key=key)
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted below, loudly
+            except BaseException as exc:  # collected and asserted below, loudly
                 errors.append(exc)
                 return None
 
@@ -104,8 +104,10 @@ def test_thousand_submits_over_a_lossy_jittery_link_make_exactly_a_thousand_task
         db.close()
     assert sorted(k for k, _ in rows) == keys
     assert {t for _, t in rows} == set(ids)
-    print(f"\n{SUBMITS} submits in {took:.1f} s; proxy {counters}; retries {stats.retries}, "
-          f"timeouts {stats.timeouts}, srtt {stats.srtt:.3f} s, rto {stats.rto:.3f} s")
+    print(
+        f"\n{SUBMITS} submits in {took:.1f} s; proxy {counters}; retries {stats.retries}, "
+        f"timeouts {stats.timeouts}, srtt {stats.srtt:.3f} s, rto {stats.rto:.3f} s"
+    )
     assert took < 90
 
 
@@ -140,8 +142,10 @@ def test_two_servers_behind_one_endpoint_set_stopping_one_sends_traffic_to_the_o
         servers = f"{a.url} fail_timeout=3s, {b.url} backup"
         a.start_agent("edge", server=servers, cpus="0.5", memory="256Mi", load_source="containers")
         with Client(servers) as c:
-            before = [c.submit(image=NOOP_IMAGE, command=["sleep", "600"], resources={"requests": {"cpu": "64"}}).id
-                      for _ in range(10)]
+            before = [
+                c.submit(image=NOOP_IMAGE, command=["sleep", "600"], resources={"requests": {"cpu": "64"}}).id
+                for _ in range(10)
+            ]
             assert len(_tasks(a.url)) == 10 and _tasks(b.url) == []  # the backup takes nothing while A is up
 
             assert a.server is not None
@@ -149,14 +153,18 @@ def test_two_servers_behind_one_endpoint_set_stopping_one_sends_traffic_to_the_o
             t0 = time.monotonic()
             first = c.submit(image=NOOP_IMAGE, command=["true"], resources={"requests": {"cpu": "64"}})
             failover = time.monotonic() - t0
-            after = [first.id] + [c.submit(image=NOOP_IMAGE, command=["true"], resources={"requests": {"cpu": "64"}}).id
-                                  for _ in range(9)]
+            after = [first.id] + [
+                c.submit(image=NOOP_IMAGE, command=["true"], resources={"requests": {"cpu": "64"}}).id for _ in range(9)
+            ]
             assert {t["id"] for t in _tasks(b.url)} == set(after)
             assert failover < 2.0, f"the first submit after A stopped took {failover:.2f} s"
 
             # The agent follows: its heartbeats reach B, which does not know it, so it registers there.
-            wait_for(lambda: httpx.get(f"{b.url}/v1/nodes/edge", timeout=1).json()["state"] == "ready", 15,
-                     what="agent registered with B")
+            wait_for(
+                lambda: httpx.get(f"{b.url}/v1/nodes/edge", timeout=1).json()["state"] == "ready",
+                15,
+                what="agent registered with B",
+            )
 
             # A comes back: once its ban (fail_timeout=3s) has expired, the next request goes to A again.
             a.server.start()

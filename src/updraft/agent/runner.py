@@ -304,10 +304,14 @@ class Agent:
                 self.stop_event.wait(1.0)
 
     def apply(self, desired: list[Assignment]) -> None:
+        with self.lock:
+            # Followed before the listing: one that ended since may have removed its container after Docker
+            # listed it; a second follower for that stale row would only find it gone.
+            following = set(self.watched)
         observed = self.executor.observed()
         finished = self.outbox.finished()
         with self.lock:
-            actions = reconcile(desired, observed, finished, set(self.watched), self.stale)
+            actions = reconcile(desired, observed, finished, following | set(self.watched), self.stale)
             self.traces.update({(a.task_id, a.token): a.traceparent for a in desired if a.traceparent})
         for action in actions:
             if isinstance(action, Stop):
