@@ -7,6 +7,7 @@ its last tick or end. Assertions read the ledger, Docker and the API.
 from __future__ import annotations
 
 import collections
+import itertools
 import signal
 import subprocess
 import time
@@ -61,7 +62,7 @@ def assert_no_overlap(ledger: Path) -> None:
         by_task[task].append((start, last, token))
     for task, spans in by_task.items():
         spans.sort()
-        for (s1, e1, k1), (s2, _, k2) in zip(spans, spans[1:], strict=False):
+        for (_s1, e1, k1), (s2, _, k2) in itertools.pairwise(spans):
             assert s2 >= e1, f"{task}: token {k2} started at {s2:.2f} while token {k1} ran until {e1:.2f}"
 
 

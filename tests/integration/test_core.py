@@ -22,7 +22,7 @@ def test_task_runs_and_returns_result_and_logs(two_nodes: Cluster) -> None:
         assert att is not None and att.exit_code == 3 and att.node == "edge"
         assert "hello" in att.log_tail
         lines = list(c.logs(task.id))
-        assert {"stdout": "hello", "stderr": "oops"} == {ln["stream"]: ln["data"] for ln in lines}
+        assert {ln["stream"]: ln["data"] for ln in lines} == {"stdout": "hello", "stderr": "oops"}
         ok = c.run(image=BASE_IMAGE, command=["python3", "-c", "print(6*7)"], origin="edge")
         assert ok.state == "succeeded" and ok.current is not None and ok.current.exit_code == 0
         assert ok.current.started_at is not None and ok.current.finished_at >= ok.current.started_at
