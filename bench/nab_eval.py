@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from updraft.predict import AnomalyDetector, OverloadPredictor, nab
+from updraft.predict import AnomalyDetector, OverloadPredictor
+from updraft.predict import nab as nab
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NAB = ROOT.parent / "shared" / "data" / "nab"
@@ -333,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             "windows_detected": strict.windows_detected,
             "mean_delay_s": round(strict.mean_delay_s, 1),
         },
+        "alarm_budget": AnomalyDetector().config.alarm_budget,
+        "budget_window": AnomalyDetector().config.budget_window,
         "us_per_sample": round(us, 2),
         "predictor_us_per_sample": round(us_pred, 2),
         "series": len(corpus),

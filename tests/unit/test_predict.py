@@ -115,6 +115,23 @@ def test_single_spike_is_scored_but_does_not_keep_alarming() -> None:
     assert sum(s >= 0.5 for s in scores[2501:]) <= 1
 
 
+def test_alarm_budget_silences_a_series_that_keeps_alarming() -> None:
+    # the same excursion six times, ~3.5 days apart: the first ones are news, the rest are how it behaves
+    values = noisy(1500, 100.0, 2.0, seed=1)
+    for k in range(6):
+        values += noisy(40, 125.0, 2.0, seed=10 + k) + noisy(1000, 100.0, 2.0, seed=20 + k)
+
+    def onsets(cfg: DetectorConfig) -> int:
+        d = AnomalyDetector(cfg)
+        s = [d.update(t * 300.0, v) for t, v in enumerate(values)]
+        return sum(1 for i in range(1, len(s)) if s[i] >= 0.5 > s[i - 1])
+
+    assert onsets(DetectorConfig(use_range=False, alarm_budget=0)) >= 6
+    assert onsets(DetectorConfig(use_range=False, alarm_budget=2)) == 2
+    # episodes older than the budget window no longer count
+    assert onsets(DetectorConfig(use_range=False, alarm_budget=2, budget_window=1500)) >= 5
+
+
 def test_scores_are_in_unit_interval() -> None:
     d = AnomalyDetector()
     r = random.Random(10)

@@ -21,7 +21,9 @@ surprises are turned into probabilities, in the spirit of the HTM/NAB "anomaly l
 
 3. **Alert damping**: after a "red" tail probability (≤ 1e-5) the following red samples of the same
    episode, and any within ``refractory`` samples, are damped to the "yellow" level — one alarm per
-   episode, not one per sample (HTM's likelihood filter).
+   episode, not one per sample (HTM's likelihood filter). An *alarm budget* also damps a new red episode
+   when ``alarm_budget`` red episodes already started in the last ``budget_window`` samples: a series that
+   keeps producing reds is noisier than its Gaussian tail model says (NAB's Twitter series).
 
 4. **Range novelty**: a value outside everything seen so far (by more than ``range_tolerance`` of the
    seen range) scores 1 — a new all-time high is exactly what an overload looks like.
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections import deque
 from dataclasses import dataclass
 
 from updraft.predict._stats import AnomalyLikelihood, log_score
@@ -71,6 +74,11 @@ class DetectorConfig:
     yellow_tail: float = 1e-4
     #: After a red alarm, further reds within this many samples are damped.
     refractory: int = 100
+    #: Alarm budget: a red episode is damped like a repeat if ``alarm_budget`` red episodes already started
+    #: within the last ``budget_window`` samples (0 disables the budget). A series that keeps producing
+    #: "red" surprises is noisier than its Gaussian tail model says, so its further reds are not believed.
+    alarm_budget: int = 4
+    budget_window: int = 8640
     #: A value beyond the seen range by more than this fraction of the range scores 1.
     range_tolerance: float = 0.05
     #: Switches for the individual signals (for ablations; all on by default).
@@ -124,6 +132,7 @@ class AnomalyDetector:
         self._max = -math.inf
         self._prev_red = False
         self._since_red = 1 << 60
+        self._episodes: deque[int] = deque(maxlen=max(c.alarm_budget, 1))
         self.last: Score | None = None
 
     @property
@@ -190,6 +199,15 @@ class AnomalyDetector:
             if tail <= c.red_tail:
                 if self._prev_red or self._since_red <= c.refractory:
                     tail = max(tail, c.yellow_tail)
+                elif c.alarm_budget > 0:
+                    # a new episode: alarm only if the budget of recent episodes is not spent
+                    eps = self._episodes
+                    recent = sum(1 for e in eps if e > self._n - c.budget_window)
+                    eps.append(self._n)
+                    if recent >= c.alarm_budget:
+                        tail = max(tail, c.yellow_tail)
+                    else:
+                        self._since_red = 0
                 else:
                     self._since_red = 0
                 self._prev_red = True
