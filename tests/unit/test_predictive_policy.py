@@ -16,7 +16,9 @@ def nodes(cpu: float) -> list:
     return [node(EDGE, tags=["edge"], cpu_pct=cpu), node("cloud-1", tags=["low-util"], cpu="8", memory="16Gi")]
 
 
-def one(cpu: float, forecasts: dict[str, str] | None = None, transients: dict[str, str] | None = None) -> tuple[str, str]:
+def one(
+    cpu: float, forecasts: dict[str, str] | None = None, transients: dict[str, str] | None = None
+) -> tuple[str, str]:
     snap = snapshot(nodes(cpu), [task("t", origin=EDGE, cpu_limit="100m")], None, forecasts)
     snap = type(snap)(**{**snap.__dict__, "transients": transients or {}})
     plan = schedule(snap, policy(predictive=True), NOW)
@@ -61,7 +63,7 @@ def test_a_ramping_origin_is_offloaded_before_it_crosses_when_predictive(tmp_pat
         for second in range(40):  # 30% → 69%: a steady 1 %/s climb, still under 75 %
             svc.heartbeat(EDGE, Heartbeat(cpu_pct=30 + second, memory_pct=20))
             clock.advance(1.0)
-    assert "cpu" in on.forecasts.get(EDGE, "")
+    assert "cpu" in on.forecaster.forecasts.get(EDGE, "")
     from builders import spec
 
     for svc, expected in ((on, "cloud-1"), (off, EDGE)):

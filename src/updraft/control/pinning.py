@@ -87,8 +87,9 @@ def apply_pending(service: ControlService, decisions: list[tuple[Task, PinDecisi
                 _commit(service, task.model_copy(update={"reason": d.message(), "updated_at": now}), None)
             continue
         if d.kind == "refused":
-            new = task.model_copy(update={"state": TaskState.FAILED, "awaiting_pin": False, "reason": d.why,
-                                          "updated_at": now})
+            new = task.model_copy(
+                update={"state": TaskState.FAILED, "awaiting_pin": False, "reason": d.why, "updated_at": now}
+            )
             event = ("failed", f"cannot run: {d.why} (image_policy: enforce)")
         else:
             spec, fields, note = _apply(service.pinner, task.spec, d)

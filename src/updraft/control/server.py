@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from updraft.clock import Clock, SystemClock
 from updraft.control.api import BodyLimit, build_router, install_error_handlers
+from updraft.control.failover import check_nodes, drift
 from updraft.control.notify import Notifier
 from updraft.control.service import ControlService
 from updraft.observe.logs import EventLog
@@ -43,8 +44,8 @@ async def detector_loop(service: ControlService) -> None:
     while True:
         await asyncio.sleep(0.1)
         try:
-            service.check_nodes()
-            if service.drift():
+            check_nodes(service)
+            if drift(service):
                 service.notifier.notify("scheduler")
         except Exception:  # keep detecting; the error is logged with its trace
             log.exception("failure detection pass failed")
@@ -147,5 +148,12 @@ def run(settings: ServerSettings) -> None:
 
     app = create_app(settings, tracing=setup("server", env=os.environ))
     # log_config=None: uvicorn's own records go through our handlers (text or JSON), not its formatter.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=1, log_config=None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+        log_config=None,
+    )

@@ -10,14 +10,11 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from updraft.clock import Clock
 from updraft.control.applier import apply_plan, committed_usage
 from updraft.control.detector import PhiAccrualDetector
-
-if TYPE_CHECKING:
-    from updraft.predict import OverloadPredictor
+from updraft.control.forecast import Forecaster
 from updraft.control.notify import Notifier
 from updraft.control.pinning import at_submit, make_pinner
 from updraft.errors import Conflict, NotFound, StaleToken, ValidationError
@@ -71,9 +68,7 @@ class ControlService:
         self.clock = clock
         self.notifier = notifier or Notifier()
         self.rng = rng or random.Random()
-        self.forecasts: dict[str, str] = {}
-        self.transients: dict[str, str] = {}
-        self.predictors: dict[str, tuple[OverloadPredictor, OverloadPredictor]] = {}
+        self.forecaster = Forecaster(self.policy)
         self.listeners: list[EventListener] = []
         self.detector = PhiAccrualDetector(settings.detector, clock, settings.heartbeat_interval)
         self.pinner = make_pinner(settings, clock)
@@ -197,8 +192,8 @@ class ControlService:
             return HeartbeatReply(known=False, interval=self.settings.heartbeat_interval)
         self.detector.heartbeat(name, sent_at=hb.sent_at)
         now = self.clock.now()
-        if self.policy.predictive:
-            self._predict(name, now, hb.cpu_pct, hb.memory_pct)
+        if self.policy.predictive and self.forecaster.observe(name, now, hb.cpu_pct, hb.memory_pct):
+            self.notifier.notify("scheduler")
         update: dict[str, object] = {
             "metrics": NodeMetrics(cpu_pct=hb.cpu_pct, memory_pct=hb.memory_pct, at=now),
             "last_heartbeat": now,
@@ -221,35 +216,6 @@ class ControlService:
         if node.state != NodeState.READY or abs(hb.cpu_pct - node.metrics.cpu_pct) >= 5:
             self.notifier.notify("scheduler")
         return HeartbeatReply(stale=stale, interval=self.settings.heartbeat_interval)
-
-    def _predict(self, name: str, now: float, cpu: float, memory: float) -> None:
-        """Feed the node's overload predictors; keep what the scheduler should know about this origin."""
-        from updraft.predict import OverloadPredictor
-
-        horizon = self.policy.horizon_seconds
-        pair = self.predictors.setdefault(
-            name,
-            (
-                OverloadPredictor(threshold=self.policy.threshold_cpu, horizon_s=horizon),
-                OverloadPredictor(threshold=self.policy.threshold_memory, horizon_s=horizon),
-            ),
-        )
-        preds = [
-            (what, p.update(t=now, value=v)) for what, p, v in (("cpu", pair[0], cpu), ("memory", pair[1], memory))
-        ]
-        forecast = [f"{what} {p.reason}" for what, p in preds if p.should_offload]
-        transient = [f"{what} {p.reason}" for what, p in preds if p.transient]
-        was = self.forecasts.get(name)
-        if forecast:
-            self.forecasts[name] = "; ".join(forecast)
-        else:
-            self.forecasts.pop(name, None)
-        if transient:
-            self.transients[name] = "; ".join(transient)
-        else:
-            self.transients.pop(name, None)
-        if bool(was) != bool(forecast):
-            self.notifier.notify("scheduler")
 
     def assignments(self, name: str) -> list[Assignment]:
         self.node(name)
@@ -457,49 +423,14 @@ class ControlService:
         self.notifier.notify("scheduler", f"node:{task.node}")
         return new
 
-    def check_nodes(self) -> None:
-        """Ask the failure detector about every node; record what changed. Reporting only."""
-        for node in self.store.list_nodes():
-            if node.name not in self.detector.nodes():
-                self.detector.heartbeat(node.name)  # e.g. after a server restart: grant a fresh grace period
-                continue
-            state = self.detector.state(node.name)
-            if state == node.state or (state == NodeState.READY):
-                continue
-            silence = self.detector.silence(node.name)
-            self.set_node_state(
-                node.name,
-                state,
-                f"node {node.name} {state}: no heartbeat for {silence:.1f} s (φ={self.detector.phi(node.name):.1f})",
-            )
-
-    def drift(self) -> int:
-        """Requeue the tasks of unreachable nodes once their wait is over; the scheduler places them."""
-        now = self.clock.now()
-        moved = 0
-        for node in self.store.list_nodes():
-            if node.state != NodeState.UNREACHABLE:
-                continue
-            silence = now - node.last_heartbeat
-            for task in self.store.list_tasks(ACTIVE, node=node.name):
-                wait = task.spec.reschedule_after
-                wait = self.settings.reschedule_after if wait is None else wait
-                due = now - node.state_since >= wait
-                if task.spec.on_disconnect == "stop" and task.spec.stop_after is not None:
-                    due = due and silence >= task.spec.stop_after + self.settings.stop_margin
-                if due:
-                    self.requeue(task, f"drifted from {node.name}: {node.name} unreachable for {silence:.1f} s")
-                    moved += 1
-        return moved
-
     def snapshot(self) -> Snapshot:
         return Snapshot(
             nodes={n.name: n for n in self.store.list_nodes()},
             pending=self.store.list_tasks([TaskState.PENDING], limit=100_000),
             usage=committed_usage(self.store),
             revision=self.store.revision(),
-            forecasts=dict(self.forecasts),
-            transients=dict(self.transients),
+            forecasts=dict(self.forecaster.forecasts),
+            transients=dict(self.forecaster.transients),
         )
 
     def schedule_once(self) -> Plan:
