@@ -30,7 +30,7 @@ Definitions (times from the attempt records of a transport wrapper under the cli
   down); the mean over the three windows. A window with no timeout at all would count as its full length.
 * **retries** — attempts beyond each request's first, over the whole stream (live and blackholed).
 
-Prints a table and writes ``bench/results/timeouts.json`` (one object per profile). About 80 s.
+Prints a table and writes ``bench/results/timeouts.json`` (one object per profile). About 70 s.
 """
 
 from __future__ import annotations

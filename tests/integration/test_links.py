@@ -159,7 +159,8 @@ def test_two_servers_behind_one_endpoint_set_stopping_one_sends_traffic_to_the_o
             assert {t["id"] for t in _tasks(b.url)} == set(after)
             assert failover < 2.0, f"the first submit after A stopped took {failover:.2f} s"
 
-            # The agent follows: its heartbeats reach B, which does not know it, so it registers there.
+            # The agent follows: its heartbeats reach B, which does not know it, so it registers there. (It runs
+            # nothing: B would fence A's tasks, which it does not know — see docs/net.md.)
             wait_for(
                 lambda: httpx.get(f"{b.url}/v1/nodes/edge", timeout=1).json()["state"] == "ready",
                 15,
