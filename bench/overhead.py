@@ -3,7 +3,9 @@
 * **In process**: submit → result of a no-op container through the SDK (``Client.run``) against the Docker
   SDK's own run-and-wait of the same, already present, image (``containers.run(image, ["true"],
   remove=True)``: create, start, wait, logs, remove — what the agent has to do too), from one process,
-  interleaved, ``RUNS`` each after a warm-up. Medians and their ratio (goal ≤ 1.15).
+  interleaved, ``RUNS`` each after a warm-up. Medians and their ratio (goal ≤ 1.15). The agent removes its
+  containers after reporting, off the result's path, so a second baseline times the Docker SDK's create,
+  start, wait and logs with the removal after the clock stops: the same work as the agent's result path.
 * **Whole process**: ``updraft run IMAGE true`` against ``docker run --rm IMAGE true`` (interleaved), and
   the CLI's start time, ``updraft --help`` (goal ≤ 0.3 s).
 * **Agent idle resident memory**: VmRSS of the agent process after ~10 s idle (goal ≤ 60 MB), measured
@@ -57,6 +59,24 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+Case = Callable[[], "Callable[[], object] | None"]
+"""One timed run; it may return a clean-up to run after the clock stops."""
+
+
+def interleaved(cases: dict[str, Case], runs: int) -> dict[str, list[float]]:
+    """Time every case ``runs`` times, interleaved, rotating which goes first."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for i in range(runs):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            t0 = time.perf_counter()
+            cleanup = cases[name]()
+            times[name].append(time.perf_counter() - t0)
+            if cleanup is not None:
+                cleanup()
+    return times
+
+
 def run_process(args: list[str]) -> None:
     out = subprocess.run(args, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
@@ -81,49 +101,52 @@ def main() -> None:
 
         with cluster.client() as c:
 
-            def updraft_once() -> None:
+            def updraft_run() -> None:
                 task = c.run(image=NOOP_IMAGE, command=COMMAND, origin="edge", timeout=60)
                 if task.state != "succeeded":
                     raise RuntimeError(f"{task.id} {task.state}: {task.reason}")
 
-            def docker_once() -> None:
+            def docker_run() -> None:
                 dk.containers.run(NOOP_IMAGE, COMMAND, remove=True)
 
-            for _ in range(WARMUP):
-                updraft_once()
-                docker_once()
-            ups, dks = [], []
-            for i in range(RUNS):  # interleaved, alternating which goes first
-                pair = [(ups, updraft_once), (dks, docker_once)]
-                for out, fn in pair if i % 2 == 0 else pair[::-1]:
-                    out.append(timed(fn))
+            def docker_remove_after() -> Callable[[], object]:
+                container = dk.containers.run(NOOP_IMAGE, COMMAND, detach=True)
+                container.wait()
+                container.logs()
+                return lambda: container.remove(force=True)
 
-        env_cli = [*cli, "run", "--server", cluster.url, "--origin", "edge", NOOP_IMAGE, *COMMAND]
-        docker_cli = ["docker", "run", "--rm", NOOP_IMAGE, *COMMAND]
-        run_process(env_cli)
-        run_process(docker_cli)
-        cli_up, cli_dk = [], []
-        for i in range(CLI_RUNS):
-            pair = [(cli_up, env_cli), (cli_dk, docker_cli)]
-            for out, args in pair if i % 2 == 0 else pair[::-1]:
-                out.append(timed(lambda a=args: run_process(a)))  # type: ignore[misc]
+            inproc: dict[str, Case] = {"updraft": updraft_run, "docker": docker_run, "keep": docker_remove_after}
+            interleaved(inproc, WARMUP)
+            times = interleaved(inproc, RUNS)
+            ups, dks, keeps = times["updraft"], times["docker"], times["keep"]
+
+        updraft_args = [*cli, "run", "--server", cluster.url, "--origin", "edge", NOOP_IMAGE, *COMMAND]
+        docker_args = ["docker", "run", "--rm", NOOP_IMAGE, *COMMAND]
+        whole: dict[str, Case] = {"updraft": lambda: run_process(updraft_args), "docker": lambda: run_process(docker_args)}
+        interleaved(whole, 1)
+        times = interleaved(whole, CLI_RUNS)
+        cli_up, cli_dk = times["updraft"], times["docker"]
 
         time.sleep(IDLE_S)
         busy_rss = rss_mb(agent.pid)
+        errors = sum(" ERROR " in line for line in agent.log_path.read_text(errors="replace").splitlines())
 
-    up_med, dk_med = statistics.median(ups), statistics.median(dks)
+    up_med, dk_med, keep_med = statistics.median(ups), statistics.median(dks), statistics.median(keeps)
     cli_up_med, cli_dk_med = statistics.median(cli_up), statistics.median(cli_dk)
     help_med = statistics.median(help_times)
     figures = {
         "updraft_median_s": round(up_med, 4),
         "docker_median_s": round(dk_med, 4),
         "ratio": round(up_med / dk_med, 3),
+        "docker_remove_after_median_s": round(keep_med, 4),
+        "ratio_vs_remove_after": round(up_med / keep_med, 3),
         "updraft_cli_median_s": round(cli_up_med, 4),
         "docker_cli_median_s": round(cli_dk_med, 4),
         "cli_ratio": round(cli_up_med / cli_dk_med, 3),
         "cli_start_s": round(help_med, 4),
         "agent_idle_rss_mb": round(idle_rss, 1),
         "agent_idle_rss_after_runs_mb": round(busy_rss, 1),
+        "agent_log_errors": errors,
         "runs": RUNS,
         "cli_runs": CLI_RUNS,
         "image": NOOP_IMAGE,
@@ -133,13 +156,18 @@ def main() -> None:
         [
             ["submit → result, in process (median s)", f"{up_med:.4f}", f"{dk_med:.4f}",
              f"{up_med / dk_med:.3f}", "≤ 1.15"],
+            ["  the same, Docker removing after the clock", f"{up_med:.4f}", f"{keep_med:.4f}",
+             f"{up_med / keep_med:.3f}", ""],
             ["`run IMAGE true`, whole process (median s)", f"{cli_up_med:.4f}", f"{cli_dk_med:.4f}",
              f"{cli_up_med / cli_dk_med:.3f}", ""],
             ["`updraft --help` start (median s)", f"{help_med:.4f}", "", "", "≤ 0.3"],
             ["agent idle RSS (MB), fresh / after runs", f"{idle_rss:.1f} / {busy_rss:.1f}", "", "", "≤ 60"],
         ],
     ))
-    print(f"in process, p10–p90: updraft {quantiles(ups)}, docker {quantiles(dks)}")
+    print(f"in process, p10–p90: updraft {quantiles(ups)}, docker {quantiles(dks)}, "
+          f"docker removing after {quantiles(keeps)}")
+    if errors:
+        print(f"warning: {errors} ERROR line(s) in the agent's log ({agent.log_path})")
     print(f"wrote {write_results('overhead', figures).relative_to(ROOT)}")
 
 

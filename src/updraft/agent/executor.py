@@ -7,11 +7,13 @@ own containers (``observed``) and carries on reporting them.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import queue
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -283,46 +285,110 @@ class DockerExecutor:
         }
 
     def follow_logs(
-        self, container_id: str, since: float | None, on_lines: Callable[[str, list[str]], None]
+        self, container_id: str, since: float | None, on_lines: Callable[[list[tuple[str, str]]], None]
     ) -> threading.Thread:
-        """Stream stdout and stderr, line by line, until the container exits: one request (Docker's
-        multiplexed frames, demultiplexed here) and one thread for both streams."""
+        """Stream stdout and stderr as ``(stream, line)`` batches until the container exits; returns the
+        thread to join, which ends once every line has been handed over.
 
-        def run() -> None:
-            partial = {"stdout": b"", "stderr": b""}
+        One request for both streams (Docker's multiplexed frames, demultiplexed here). A reader thread takes
+        the frames; this one splits them into lines and hands over whatever has accumulated meanwhile in one
+        call, so a chatty task costs one outbox entry per batch, not per line, and a quiet one still streams
+        line by line. Docker can end a follow stream before the container's last message (typically an
+        unterminated last line), so once it ends the messages from the last one seen on are read again (one
+        short request) and the new ones delivered too.
+        """
+        frames: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=4096)
+
+        def read() -> None:
+            last, at_last = (0, 0), 0  # the newest message's time (s, ns), and how many messages carried it
             try:
-                api = self.client.api
-                params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 0, "tail": "all"}
-                if since:
-                    params["since"] = int(since)
-                res = api._get(api._url("/containers/{0}/logs", container_id), params=params, stream=True)
-                api._raise_for_status(res)
-                api._disable_socket_timeout(api._get_raw_response_socket(res))  # a quiet task is not an error
-                read = res.raw.read
-                while True:
-                    header = _read_exact(read, 8)
-                    if len(header) < 8:
-                        break
-                    kind, length = struct.unpack(">BxxxL", header)
-                    data = _read_exact(read, length)
-                    stream = "stdout" if kind == 1 else "stderr"  # the containers run without a tty
-                    *lines, partial[stream] = (partial[stream] + data).split(b"\n")
-                    if lines:
-                        on_lines(stream, [ln.decode("utf-8", "replace") for ln in lines])
-                    if len(data) < length:
-                        break
+                for stream, at, data in self._log_frames(container_id, True, since):
+                    last, at_last = (at, at_last + 1) if at == last else (at, 1)
+                    frames.put((stream, data))
+                seen_at_last = at_last  # ``since`` is inclusive: those messages come again first
+                for stream, at, data in self._log_frames(container_id, False, last if last[0] else since):
+                    if at < last:
+                        continue
+                    if at == last and seen_at_last > 0:
+                        seen_at_last -= 1
+                        continue
+                    frames.put((stream, data))
             except Exception as exc:  # logs are best effort; the result is reported regardless
                 log.debug("log stream of %s ended: %s", container_id[:12], exc)
-            for stream, rest in partial.items():  # an unterminated last line is still a line
-                if rest:
-                    try:
-                        on_lines(stream, [rest.decode("utf-8", "replace")])
-                    except Exception as exc:
-                        log.warning("last line of %s's %s lost: %s", container_id[:12], stream, exc)
+            finally:
+                frames.put(None)
 
-        thread = threading.Thread(target=run, name=f"logs-{container_id[:12]}", daemon=True)
+        def deliver() -> None:
+            partial = {"stdout": b"", "stderr": b""}
+            done = False
+            while not done:
+                batch = [frames.get()]
+                size = len(batch[0][1]) if batch[0] else 0
+                with contextlib.suppress(queue.Empty):
+                    while len(batch) < 2000 and size < 128 * 1024 and batch[-1] is not None:  # < body limit
+                        batch.append(frames.get_nowait())
+                        size += len(batch[-1][1]) if batch[-1] else 0
+                lines: list[tuple[str, str]] = []
+                for item in batch:
+                    if item is None:
+                        done = True
+                        break
+                    stream, data = item
+                    *complete, partial[stream] = (partial[stream] + data).split(b"\n")
+                    lines.extend((stream, ln.decode("utf-8", "replace")) for ln in complete)
+                if done:  # an unterminated last line is still a line
+                    lines.extend((st, rest.decode("utf-8", "replace")) for st, rest in partial.items() if rest)
+                if lines:
+                    try:
+                        on_lines(lines)
+                    except Exception as exc:
+                        log.warning("%d log lines of %s lost: %s", len(lines), container_id[:12], exc)
+
+        threading.Thread(target=read, name=f"logs-{container_id[:12]}", daemon=True).start()
+        thread = threading.Thread(target=deliver, name=f"lines-{container_id[:12]}", daemon=True)
         thread.start()
         return thread
+
+    def _log_frames(
+        self, container_id: str, follow: bool, since: float | tuple[int, int] | None
+    ) -> Iterator[tuple[str, tuple[int, int], bytes]]:
+        """(stream, message time as (s, ns), payload) for each of the container's log messages."""
+        api = self.client.api
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": 1, "tail": "all"}
+        if isinstance(since, tuple):
+            params["since"] = f"{since[0]}.{since[1]:09d}"
+        elif since:
+            params["since"] = int(since)
+        res = api._get(api._url("/containers/{0}/logs", container_id), params=params, stream=True)
+        try:
+            api._raise_for_status(res)
+            if follow:
+                api._disable_socket_timeout(api._get_raw_response_socket(res))  # a quiet task is not an error
+            read = res.raw.read
+            while True:
+                header = _read_exact(read, 8)
+                if len(header) < 8:
+                    return
+                kind, length = struct.unpack(">BxxxL", header)
+                data = _read_exact(read, length)
+                if len(data) < length:
+                    return
+                stamp, _, payload = data.partition(b" ")
+                yield "stdout" if kind == 1 else "stderr", _ts_ns(stamp), payload  # no tty: 1 is stdout
+        finally:
+            res.close()
+
+
+def _ts_ns(stamp: bytes) -> tuple[int, int]:
+    """Docker's RFC 3339 log timestamp (``2024-01-02T03:04:05.123456789Z``) → (epoch seconds, nanoseconds)."""
+    text = stamp.decode("ascii", "replace")
+    main, _, frac = text.rstrip("Z").partition(".")
+    try:
+        seconds = int(datetime.fromisoformat(main + "+00:00").timestamp())
+    except ValueError:
+        return (0, 0)
+    digits = "".join(itertools.takewhile(str.isdigit, frac))[:9]
+    return seconds, int(digits.ljust(9, "0")) if digits else 0
 
 
 def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:

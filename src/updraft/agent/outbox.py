@@ -28,10 +28,22 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()
+        self._synchronous = ""
         self.changed = threading.Event()
+
+    def _sync(self, durable: bool) -> None:
+        """FULL: the commit is on disk when it returns (fsync of the WAL). NORMAL: it survives the process
+        (kill -9) at once and power loss from the next FULL commit on, which fsyncs the WAL with everything
+        before it. Log lines and acks are NORMAL: a line per frame, each fsynced, would throttle a chatty task's
+        output to the disk's fsync rate; a lost ack only means a resend."""
+        mode = "FULL" if durable else "NORMAL"
+        if mode != self._synchronous:
+            self._db.execute(f"PRAGMA synchronous={mode}")
+            self._synchronous = mode
 
     def put(self, kind: str, task_id: str, token: int, body: dict[str, Any], finished_at: float | None = None) -> None:
         with self._lock:
+            self._sync(kind != "log" or finished_at is not None)
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT INTO outbox (kind, task_id, token, body) VALUES (?, ?, ?, ?)",
@@ -51,7 +63,10 @@ class Outbox:
 
     def ack(self, seqs: list[int]) -> None:
         with self._lock:
+            self._sync(False)
+            self._db.execute("BEGIN IMMEDIATE")  # one transaction, not one (synced) commit per entry
             self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            self._db.execute("COMMIT")
 
     def drop_attempt(self, task_id: str, token: int) -> None:
         """Forget everything queued for a fenced attempt: the server will refuse it anyway."""
@@ -64,6 +79,7 @@ class Outbox:
 
     def mark_finished(self, task_id: str, token: int, at: float) -> None:
         with self._lock:
+            self._sync(True)
             self._db.execute("INSERT OR IGNORE INTO finished VALUES (?, ?, ?)", (task_id, token, at))
 
     def prune_finished(self, keep: set[tuple[str, int]]) -> None:

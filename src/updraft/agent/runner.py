@@ -28,28 +28,11 @@ from updraft.observe import tracing as otrace
 from updraft.observe.logs import log_context
 from updraft.observe.metrics import AgentMetrics
 from updraft.observe.probes import ContainerTarget, ProbeLoop, RestartGate
+from updraft.sdk.client import plain_http_transport
 from updraft.settings import AgentSettings
 
 log = logging.getLogger("updraft.agent")
 LONG_POLL = 20.0
-
-
-def _plain_http_transport(server: str) -> Any:
-    """For a control plane reached over plain http only: a transport whose TLS context has no CA bundle.
-
-    httpx otherwise loads certifi's bundle into an SSL context up front, ~3 MB resident in an agent that never
-    opens a TLS connection. The context stays verifying (fail-closed), it just trusts no one. None (httpx's
-    default transport) as soon as any endpoint is https.
-    """
-    from updraft.net import EndpointSet
-
-    if any(not ep.url.startswith("http://") for ep in EndpointSet.parse(server).endpoints):
-        return None
-    import ssl
-
-    import httpx
-
-    return httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
 
 
 class Agent:
@@ -75,7 +58,7 @@ class Agent:
                                                       cluster=settings.cluster)
         self.client = client or HttpClient(
             settings.server, token=settings.token, clock=self.clock, retry=RetryPolicy(max_retries=2, base=0.2, cap=2.0),
-            transport=_plain_http_transport(settings.server),
+            transport=plain_http_transport(settings.server),  # no CA bundle loaded for plain http
         )
         self.outbox = Outbox(settings.data_dir / self.name / "outbox.db")
         self.load: LoadMeter = HostLoad()
@@ -428,11 +411,11 @@ class Agent:
                     },
                 )
 
-            def on_lines(stream: str, lines: list[str]) -> None:
-                tail.extend(lines)
+            def on_lines(lines: list[tuple[str, str]]) -> None:
+                tail.extend(ln for _, ln in lines)
                 now = self.clock.now()
                 self.outbox.put(
-                    "log", task_id, token, {"lines": [{"stream": stream, "at": now, "data": ln} for ln in lines]}
+                    "log", task_id, token, {"lines": [{"stream": st, "at": now, "data": ln} for st, ln in lines]}
                 )
 
             since = self.clock.now() if adopted else None
@@ -528,10 +511,12 @@ class Agent:
         seqs = [seq]
         if kind == "log":
             lines = list(body["lines"])
+            size = sum(len(ln["data"]) for ln in lines)
             for s2, k2, t2, tok2, b2 in entries[1:]:
-                if (k2, t2, tok2) != ("log", task_id, token) or len(lines) > 2000:
-                    break
+                if (k2, t2, tok2) != ("log", task_id, token) or len(lines) > 2000 or size > 256 * 1024:
+                    break  # well within the API's limits (10000 lines, 1 MiB bodies)
                 lines.extend(b2["lines"])
+                size += sum(len(ln["data"]) for ln in b2["lines"])
                 seqs.append(s2)
             body = {"lines": lines}
         path = f"/v1/tasks/{task_id}/attempts/{token}/{ {'log': 'logs', 'probe': 'probes'}.get(kind, 'status')}"

@@ -10,18 +10,62 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from updraft.model import Event, Node, Task, TaskSpec
 from updraft.net import AsyncHttpClient, HttpClient
 
+if TYPE_CHECKING:
+    from updraft.model import Event, Node, Task, TaskSpec
+
 DEFAULT_SERVER = "http://127.0.0.1:8470"
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+"""The API's terminal task states, by value (``updraft.model.TERMINAL``)."""
+
+# The models are imported on first use: building the pydantic models is most of the SDK's import time, and
+# ``updraft run`` (``submit_json``/``wait_json``) never needs them.
+
+
+def _task(data: Any) -> Task:
+    from updraft.model import Task
+
+    return Task.model_validate(data)
+
+
+def _node(data: Any) -> Node:
+    from updraft.model import Node
+
+    return Node.model_validate(data)
+
+
+def _event(data: Any) -> Event:
+    from updraft.model import Event
+
+    return Event.model_validate(data)
+
+
+def plain_http_transport(server: str) -> httpx.HTTPTransport | None:
+    """For a control plane reached over plain http only: a transport whose TLS context has no CA bundle.
+
+    httpx otherwise loads certifi's bundle into an SSL context up front: ~40 ms of every CLI start and ~3 MB
+    resident in an agent, for TLS connections never opened. The context still verifies (fail-closed), it just
+    trusts no one. None (httpx's default transport) as soon as any endpoint is https.
+    """
+    import ssl
+
+    from updraft.net import EndpointSet
+
+    if any(not ep.url.startswith("http://") for ep in EndpointSet.parse(server).endpoints):
+        return None
+    return httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
 
 
 def _spec_body(spec: TaskSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
-    base = spec.model_dump(mode="json", exclude_defaults=True) if isinstance(spec, TaskSpec) else dict(spec or {})
+    if spec is None or isinstance(spec, Mapping):
+        base = dict(spec or {})
+    else:  # a TaskSpec
+        base = spec.model_dump(mode="json", exclude_defaults=True)
     return {**base, **{k: v for k, v in fields.items() if v is not None}}
 
 
@@ -35,6 +79,8 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         http: HttpClient | None = None,
     ) -> None:
+        if http is None and transport is None:
+            transport = plain_http_transport(server)
         self.http = http or HttpClient(server, token=token, transport=transport)
 
     def __enter__(self) -> Client:
@@ -51,30 +97,39 @@ class Client:
         self, spec: TaskSpec | Mapping[str, Any] | None = None, *, idempotency_key: str | None = None, **fields: Any
     ) -> Task:
         """Submit a task: a TaskSpec, a dict, or keyword fields (``image=…, command=[…]``)."""
+        return _task(self.submit_json(spec, idempotency_key=idempotency_key, **fields))
+
+    def submit_json(
+        self, spec: TaskSpec | Mapping[str, Any] | None = None, *, idempotency_key: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """``submit``, returning the task as the API's JSON document rather than a ``Task``."""
         key = idempotency_key or uuid.uuid4().hex
         resp = self.http.post(
             "/v1/tasks", json=_spec_body(spec, fields), headers={"Idempotency-Key": key}, idempotent=True
         )
-        return Task.model_validate(resp.json())
+        body: dict[str, Any] = resp.json()
+        return body
 
     def get(self, task_id: str) -> Task:
-        return Task.model_validate(self.http.get(f"/v1/tasks/{task_id}").json())
+        return _task(self.http.get(f"/v1/tasks/{task_id}").json())
 
     def list(self, state: str | None = None, node: str | None = None, limit: int = 200) -> builtins.list[Task]:
         params = {k: v for k, v in {"state": state, "node": node, "limit": limit}.items() if v is not None}
-        return [Task.model_validate(t) for t in self.http.get("/v1/tasks", params=params).json()]
+        return [_task(t) for t in self.http.get("/v1/tasks", params=params).json()]
 
     def wait(self, task_id: str, timeout: float | None = None, poll: float = 25.0) -> Task:
         """Block until the task is terminal (or ``timeout`` seconds pass) and return it."""
+        return _task(self.wait_json(task_id, timeout, poll))
+
+    def wait_json(self, task_id: str, timeout: float | None = None, poll: float = 25.0) -> dict[str, Any]:
+        """``wait``, returning the task as the API's JSON document rather than a ``Task``."""
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
-            task = Task.model_validate(
-                self.http.get(f"/v1/tasks/{task_id}/wait", params={"timeout": left}, wait=left).json()
-            )
-            if task.state.terminal or (deadline is not None and time.monotonic() >= deadline):
+            task: dict[str, Any] = self.http.get(f"/v1/tasks/{task_id}/wait", params={"timeout": left}, wait=left).json()
+            if task["state"] in TERMINAL_STATES or (deadline is not None and time.monotonic() >= deadline):
                 return task
 
     def run(
@@ -84,12 +139,12 @@ class Client:
         return self.wait(self.submit(spec, **fields).id, timeout)
 
     def cancel(self, task_id: str) -> Task:
-        return Task.model_validate(self.http.post(f"/v1/tasks/{task_id}/cancel").json())
+        return _task(self.http.post(f"/v1/tasks/{task_id}/cancel").json())
 
     def events(self, task_id: str | None = None, after: int = 0) -> builtins.list[Event]:
         path = f"/v1/tasks/{task_id}/events" if task_id else "/v1/events"
         params = {} if task_id else {"after": after}
-        return [Event.model_validate(e) for e in self.http.get(path, params=params).json()]
+        return [_event(e) for e in self.http.get(path, params=params).json()]
 
     def logs(self, task_id: str, follow: bool = False, after: int = 0) -> Iterator[dict[str, Any]]:
         """Log lines as dicts (``stream``, ``at``, ``data``); with ``follow``, until the task is done."""
@@ -103,13 +158,13 @@ class Client:
 
     # nodes
     def nodes(self) -> builtins.list[Node]:
-        return [Node.model_validate(n) for n in self.http.get("/v1/nodes").json()]
+        return [_node(n) for n in self.http.get("/v1/nodes").json()]
 
     def node(self, name: str) -> Node:
-        return Node.model_validate(self.http.get(f"/v1/nodes/{name}").json())
+        return _node(self.http.get(f"/v1/nodes/{name}").json())
 
     def _node_op(self, name: str, op: str, body: Any = None) -> Node:
-        return Node.model_validate(self.http.post(f"/v1/nodes/{name}/{op}", json=body, idempotent=True).json())
+        return _node(self.http.post(f"/v1/nodes/{name}/{op}", json=body, idempotent=True).json())
 
     def cordon(self, name: str) -> Node:
         return self._node_op(name, "cordon")
@@ -154,19 +209,19 @@ class AsyncClient:
         resp = await self.http.post(
             "/v1/tasks", json=_spec_body(spec, fields), headers={"Idempotency-Key": key}, idempotent=True
         )
-        return Task.model_validate(resp.json())
+        return _task(resp.json())
 
     async def get(self, task_id: str) -> Task:
-        return Task.model_validate((await self.http.get(f"/v1/tasks/{task_id}")).json())
+        return _task((await self.http.get(f"/v1/tasks/{task_id}")).json())
 
     async def list(self, state: str | None = None, node: str | None = None, limit: int = 200) -> builtins.list[Task]:
         params = {k: v for k, v in {"state": state, "node": node, "limit": limit}.items() if v is not None}
-        return [Task.model_validate(t) for t in (await self.http.get("/v1/tasks", params=params)).json()]
+        return [_task(t) for t in (await self.http.get("/v1/tasks", params=params)).json()]
 
     async def wait(self, task_id: str, poll: float = 25.0) -> Task:
         while True:
             resp = await self.http.get(f"/v1/tasks/{task_id}/wait", params={"timeout": poll}, wait=poll)
-            task = Task.model_validate(resp.json())
+            task = _task(resp.json())
             if task.state.terminal:
                 return task
 
@@ -174,10 +229,10 @@ class AsyncClient:
         return await self.wait((await self.submit(spec, **fields)).id)
 
     async def cancel(self, task_id: str) -> Task:
-        return Task.model_validate((await self.http.post(f"/v1/tasks/{task_id}/cancel")).json())
+        return _task((await self.http.post(f"/v1/tasks/{task_id}/cancel")).json())
 
     async def events(self, task_id: str) -> builtins.list[Event]:
-        return [Event.model_validate(e) for e in (await self.http.get(f"/v1/tasks/{task_id}/events")).json()]
+        return [_event(e) for e in (await self.http.get(f"/v1/tasks/{task_id}/events")).json()]
 
     async def nodes(self) -> builtins.list[Node]:
-        return [Node.model_validate(n) for n in (await self.http.get("/v1/nodes")).json()]
+        return [_node(n) for n in (await self.http.get("/v1/nodes")).json()]
