@@ -79,7 +79,9 @@ class DockerExecutor:
 
     def observed(self) -> list[Observed]:
         try:  # one list call: its rows carry labels and state (no inspect per container)
-            containers = self.client.api.containers(all=True, filters={"label": [f"{LABEL_NODE}={self.node}", f"{LABEL_CLUSTER}={self.cluster}"]})
+            containers = self.client.api.containers(
+                all=True, filters={"label": [f"{LABEL_NODE}={self.node}", f"{LABEL_CLUSTER}={self.cluster}"]}
+            )
         except (docker.errors.DockerException, OSError) as exc:
             raise Unavailable(f"docker does not answer: {exc}") from exc
         out = []
@@ -163,8 +165,13 @@ class DockerExecutor:
             self.ensure_image(spec.image)
         cmd = [*(spec.command or []), *(spec.args or [])] or None
         env = {**spec.env, "UPDRAFT_TASK_ID": a.task_id, "UPDRAFT_TOKEN": str(a.token), **(extra_env or {})}
-        labels = {**spec.labels, LABEL_NODE: self.node, LABEL_CLUSTER: self.cluster, LABEL_TASK: a.task_id,
-                  LABEL_TOKEN: str(a.token)}
+        labels = {
+            **spec.labels,
+            LABEL_NODE: self.node,
+            LABEL_CLUSTER: self.cluster,
+            LABEL_TASK: a.task_id,
+            LABEL_TOKEN: str(a.token),
+        }
         if spec.on_disconnect == "stop" and spec.stop_after:
             labels[LABEL_STOP_AFTER] = str(spec.stop_after)
         kwargs: dict[str, Any] = {

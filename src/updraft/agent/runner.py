@@ -19,8 +19,9 @@ from updraft.agent.executor import DockerExecutor
 from updraft.agent.load import ContainerLoad, HostLoad, LoadMeter
 from updraft.agent.outbox import Outbox
 from updraft.agent.reconcile import Key, Observed, Start, Stop, Watch, reconcile
+from updraft.agent.sender import sender_loop
 from updraft.clock import Clock, SystemClock
-from updraft.errors import ImageError, NotFound, StaleToken, TransportError, Unavailable, UpdraftError
+from updraft.errors import ImageError, NotFound, TransportError, Unavailable, UpdraftError
 from updraft.model import Taint, format_cpu, format_memory, parse_cpu, parse_memory
 from updraft.model.api import Assignment, Assignments, HeartbeatReply, NodeRegistration
 from updraft.net import HttpClient, RetryPolicy
@@ -54,10 +55,14 @@ class Agent:
             parse_memory(settings.memory, "memory") if settings.memory else psutil.virtual_memory().total
         )
         self.cgroup = ParentCgroup(f"updraft-{self.name}")
-        self.executor = executor or DockerExecutor(self.name, self.cgroup, cpuset=settings.cpuset,
-                                                      cluster=settings.cluster)
+        self.executor = executor or DockerExecutor(
+            self.name, self.cgroup, cpuset=settings.cpuset, cluster=settings.cluster
+        )
         self.client = client or HttpClient(
-            settings.server, token=settings.token, clock=self.clock, retry=RetryPolicy(max_retries=2, base=0.2, cap=2.0),
+            settings.server,
+            token=settings.token,
+            clock=self.clock,
+            retry=RetryPolicy(max_retries=2, base=0.2, cap=2.0),
             transport=plain_http_transport(settings.server),  # no CA bundle loaded for plain http
         )
         self.outbox = Outbox(settings.data_dir / self.name / "outbox.db")
@@ -94,7 +99,7 @@ class Agent:
         for name, target in (
             ("heartbeat", self._heartbeat_loop),
             ("assignments", self._assignment_loop),
-            ("sender", self._sender_loop),
+            ("sender", lambda: sender_loop(self)),
             ("fence-watch", self._fence_watch_loop),
         ):
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -238,8 +243,9 @@ class Agent:
                     stop_afters[cid] = self.executor.stop_after(cid)
                 limit = stop_afters[cid]
                 if limit is not None and silent >= limit:
-                    log.warning("self-fencing %s token %s: cut off for %.1f s ≥ stop_after %g s", task_id, token,
-                                silent, limit)
+                    log.warning(
+                        "self-fencing %s token %s: cut off for %.1f s ≥ stop_after %g s", task_id, token, silent, limit
+                    )
                     self.executor.stop(cid, grace=0)
                     stop_afters[cid] = None
 
@@ -333,7 +339,9 @@ class Agent:
 
     def _run_attempt(self, a: Assignment) -> None:
         attrs: dict[str, str | int | float | bool] = {
-            "updraft.task_id": a.task_id, "updraft.token": a.token, "updraft.node": self.name,
+            "updraft.task_id": a.task_id,
+            "updraft.token": a.token,
+            "updraft.node": self.name,
         }
         assign = self.tracing.start("assign", a.traceparent, {**attrs, "updraft.image": a.spec.image})
         run = otrace.Span(None)
@@ -376,8 +384,16 @@ class Agent:
             self.metrics.restarted()
             self.executor.restart(cid, grace=1)
 
-        loop = ProbeLoop(ContainerTarget(self.executor, cid), gate, restart, report, spec.liveness_probe,
-                         spec.readiness_probe, on_check=self.metrics.probe, stop=self.stop_event)
+        loop = ProbeLoop(
+            ContainerTarget(self.executor, cid),
+            gate,
+            restart,
+            report,
+            spec.liveness_probe,
+            spec.readiness_probe,
+            on_check=self.metrics.probe,
+            stop=self.stop_event,
+        )
         threading.Thread(target=loop.run, name=f"probe-{a.task_id}", daemon=True).start()
 
     def _follow(
@@ -485,68 +501,3 @@ class Agent:
         self.metrics.attempt(result)
         ids = {"task_id": task_id, "attempt": token, "trace_id": otrace.trace_id(self.traces.get((task_id, token)))}
         log.info("attempt %s: %s", result, report.get("error") or f"exit code {report.get('exit_code')}", extra=ids)
-
-    # -- outbox -------------------------------------------------------------------------------------
-    def _sender_loop(self) -> None:
-        backoff = 0.2
-        while not self.stop_event.is_set():
-            self.outbox.changed.wait(1.0)
-            self.outbox.changed.clear()
-            try:
-                while self.deliver():
-                    pass
-                backoff = 0.2
-            except (TransportError, Unavailable) as exc:
-                log.debug("outbox delivery paused: %s", exc)
-                self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                self.outbox.changed.set()
-
-    def deliver(self) -> bool:
-        """Send the oldest entries (consecutive log lines of one attempt in one request). True if any."""
-        entries = self.outbox.peek()
-        if not entries:
-            return False
-        seq, kind, task_id, token, body = entries[0]
-        seqs = [seq]
-        if kind == "log":
-            lines = list(body["lines"])
-            size = sum(len(ln["data"]) for ln in lines)
-            for s2, k2, t2, tok2, b2 in entries[1:]:
-                if (k2, t2, tok2) != ("log", task_id, token) or len(lines) > 2000 or size > 256 * 1024:
-                    break  # well within the API's limits (10000 lines, 1 MiB bodies)
-                lines.extend(b2["lines"])
-                size += sum(len(ln["data"]) for ln in b2["lines"])
-                seqs.append(s2)
-            body = {"lines": lines}
-        path = f"/v1/tasks/{task_id}/attempts/{token}/{ {'log': 'logs', 'probe': 'probes'}.get(kind, 'status')}"
-        parent = self.traces.get((task_id, token))
-        span = (
-            self.tracing.start("report", parent, {"updraft.task_id": task_id, "updraft.state": body["state"]}, "client")
-            if kind == "status"
-            else otrace.Span(parent)
-        )
-        headers = {"traceparent": span.traceparent} if span.traceparent else None
-        outcome = "ok"
-        try:
-            self.client.post(path, json=body, idempotent=True, headers=headers)
-        except StaleToken:
-            self.metrics.report(kind, "stale")
-            self.fence(task_id, token, "the control plane answered 409: stale token")
-            return True
-        except NotFound:
-            outcome = "dropped"
-            log.warning("dropping %s for unknown task %s", kind, task_id)
-        except (TransportError, Unavailable) as exc:
-            span.fail(str(exc))
-            raise
-        except UpdraftError as exc:
-            outcome = "dropped"
-            log.warning("dropping %s for %s: refused: %s", kind, task_id, exc)
-        finally:
-            span.end()
-        self.metrics.report(kind, outcome)
-        if kind == "status" and body["state"] != "running":
-            self.traces.pop((task_id, token), None)
-        self.outbox.ack(seqs)
-        return True

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
+from updraft.cli.common import DEFAULT, Server, Token, _client, _fail, _list, _note, _pairs
 from updraft.cli.images import register as _register_images
+from updraft.cli.nodes import register as _register_nodes
 
 # Keep httpx from importing its own command-line client (httpx._main: rich, pygments, click): ~65 ms of the
 # start of ``updraft run`` and ~4 MB resident in a long-lived agent, for something no updraft command uses.
 # httpx falls back to a stub ``httpx.main`` when that import fails, which a None entry makes it do.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-
-if TYPE_CHECKING:
-    from updraft.sdk import Client
 
 app = typer.Typer(
     help="Offload containerized tasks from busy edge devices.",
@@ -26,62 +25,6 @@ app = typer.Typer(
     # would more than double the start of ``updraft --help`` (sub-commands inherit this).
     rich_markup_mode=None,
 )
-node_app = typer.Typer(help="Label, taint, cordon and drain nodes.", no_args_is_help=True)
-config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
-app.add_typer(node_app, name="node")
-app.add_typer(config_app, name="config")
-
-Server = Annotated[
-    str,
-    typer.Option(
-        "--server",
-        "-s",
-        envvar="UPDRAFT_SERVER",
-        help="Server URL(s), comma-separated, each with optional nginx-style options (weight=N max_fails=N "
-        "fail_timeout=5s backup), e.g. 'http://a:8470, http://b:8470 backup'.",
-    ),
-]
-Token = Annotated[str | None, typer.Option("--token", envvar="UPDRAFT_TOKEN", help="API bearer token.")]
-DEFAULT = "http://127.0.0.1:8470"
-
-
-def _client(server: str, token: str | None) -> Client:
-    from updraft.sdk import Client
-
-    return Client(server, token=token)
-
-
-def _fail(exc: Exception) -> NoReturn:
-    from rich.console import Console
-
-    code = getattr(exc, "code", "error")
-    Console(stderr=True).print(f"[red]error[/red] ({code}): {getattr(exc, 'message', str(exc))}")
-    raise typer.Exit(2)
-
-
-def _note(text: str, sgr: str) -> None:
-    """A line on stderr, styled (ANSI SGR) on a terminal; plain, unlike rich, costs no import on ``run``."""
-    import os
-
-    if sys.stderr.isatty() and "NO_COLOR" not in os.environ:
-        text = f"\x1b[{sgr}m{text}\x1b[0m"
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
-def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        for part in item.split(","):
-            key, sep, value = part.partition("=")
-            if not sep or not key:
-                raise typer.BadParameter(f"{what} must be KEY=VALUE, got {part!r}")
-            out[key.strip()] = value.strip()
-    return out
-
-
-def _list(items: list[str] | None) -> list[str]:
-    return [p.strip() for item in items or [] for p in item.split(",") if p.strip()]
 
 
 def _settings_flags(**flags: Any) -> dict[str, Any]:
@@ -444,79 +387,8 @@ def nodes(server: Server = DEFAULT, token: Token = None) -> None:
         _fail(exc)
 
 
-def _node_cmd(op: str, name: str, server: str, token: str | None, **kw: Any) -> None:
-    from updraft.errors import UpdraftError
-
-    try:
-        with _client(server, token) as c:
-            node = getattr(c, op)(name, **kw)
-    except UpdraftError as exc:
-        _fail(exc)
-    print(
-        f"{node.name}: cordoned={node.cordoned} draining={node.draining} labels={node.labels} "
-        f"taints={[str(t) for t in node.taints]}"
-    )
-
-
-@node_app.command("label")
-def node_label(
-    name: str,
-    pairs: Annotated[list[str], typer.Argument(help="k=v to set, k- to remove")],
-    server: Server = DEFAULT,
-    token: Token = None,
-) -> None:
-    """Set (k=v) or remove (k-) node labels."""
-    remove = [p[:-1] for p in pairs if p.endswith("-") and "=" not in p]
-    _node_cmd("label", name, server, token, set=_pairs([p for p in pairs if "=" in p], "label"), remove=remove)
-
-
-@node_app.command("taint")
-def node_taint(
-    name: str,
-    taints: Annotated[list[str], typer.Argument(help="key=value:Effect to add, key- to remove")],
-    server: Server = DEFAULT,
-    token: Token = None,
-) -> None:
-    """Add (key=value:Effect) or remove (key-) taints."""
-    remove = [t[:-1] for t in taints if t.endswith("-")]
-    _node_cmd("taint", name, server, token, add=[t for t in taints if not t.endswith("-")], remove=remove)
-
-
-@node_app.command("cordon")
-def node_cordon(name: str, server: Server = DEFAULT, token: Token = None) -> None:
-    """Stop placing new tasks on a node."""
-    _node_cmd("cordon", name, server, token)
-
-
-@node_app.command("uncordon")
-def node_uncordon(name: str, server: Server = DEFAULT, token: Token = None) -> None:
-    """Allow placements on a node again."""
-    _node_cmd("uncordon", name, server, token)
-
-
-@node_app.command("drain")
-def node_drain(name: str, server: Server = DEFAULT, token: Token = None) -> None:
-    """Cordon a node and move its tasks to other nodes."""
-    _node_cmd("drain", name, server, token)
-
-
-@config_app.command("check")
-def config_check(file: str, kind: Annotated[str, typer.Option(help="server or agent")] = "server") -> None:
-    """Validate a settings file (the seed's scheduler JSON is a valid server config)."""
-    from updraft import settings as s
-    from updraft.errors import UpdraftError
-
-    model = s.ServerSettings if kind == "server" else s.AgentSettings
-    try:
-        cfg = s.load(model, file, env={})
-    except UpdraftError as exc:
-        _fail(exc)
-    print(f"{file}: valid {kind} configuration")
-    if isinstance(cfg, s.ServerSettings):
-        print(cfg.policy.model_dump_json(indent=2))
-
-
 _register_images(app)  # build, push, audit images
+_register_nodes(app)  # node label|taint|cordon|uncordon|drain, config check
 
 
 def main() -> None:

@@ -83,7 +83,9 @@ def nodes_table(frame: Frame) -> Table:
     for col in ("NODE", "STATE", "CPU", "MEMORY", "TASKS", "HEARTBEAT", "TAGS", "FLAGS"):
         table.add_column(col, no_wrap=True)
     for n in sorted(frame.nodes, key=lambda n: n.name):
-        flags = [f for f, on in (("offloading", n.offloading), ("cordoned", n.cordoned), ("draining", n.draining)) if on]
+        flags = [
+            f for f, on in (("offloading", n.offloading), ("cordoned", n.cordoned), ("draining", n.draining)) if on
+        ]
         table.add_row(
             n.name,
             Text(n.state.value, style=STATE_STYLE.get(n.state.value, "")),
