@@ -33,6 +33,7 @@ lint: venv
 
 bench: setup
 	for b in bench/*.py; do case $$b in */_*) ;; *) $(BIN)/python $$b || exit 1;; esac; done
+	$(BIN)/python bench/_readme.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
