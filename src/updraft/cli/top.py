@@ -13,21 +13,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from updraft.cli.render import STATE_STYLE
+
 if TYPE_CHECKING:
     from updraft.model import Node, Task
     from updraft.sdk import Client
 
-STATE_STYLE = {
-    "succeeded": "green",
-    "failed": "red",
-    "running": "cyan",
-    "scheduled": "blue",
-    "pending": "yellow",
-    "cancelled": "magenta",
-    "ready": "green",
-    "suspect": "yellow",
-    "unreachable": "red",
-}
 PLACEMENT_STYLE = {"offload": "bold magenta", "local": "green", "anywhere": "blue"}
 BAR = 20
 
