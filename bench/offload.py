@@ -35,9 +35,12 @@ def edge_cpu_seconds() -> float:
 
 def run_burst(enable_offload: bool) -> dict[str, float]:
     with Cluster(server_config={**POLICY, "enable_offload": enable_offload}) as cluster:
-        cluster.start_server()
-        cluster.start_agent("edge", tags=["edge"], cpus="0.5", cpuset="0", memory="1Gi")
-        cluster.start_agent("cloud", tags=["low-util"], cpus="1", cpuset="1", memory="2Gi")
+        # The control plane and both agents run on cpu 0 beside the edge's containers, so that the cloud's
+        # containers get cpu 1 to themselves, as a separate machine's would.
+        pin = ["taskset", "-c", "0"]
+        cluster.start_server(prefix=pin)
+        cluster.start_agent("edge", tags=["edge"], cpus="0.5", cpuset="0", memory="1Gi", prefix=pin)
+        cluster.start_agent("cloud", tags=["low-util"], cpus="1", cpuset="1", memory="2Gi", prefix=pin)
         with cluster.client() as c:
             device = c.submit(image=BASE_IMAGE, command=["python3", "-c", DEVICE_LOAD], origin="edge",
                               offloadable=False, resources={"requests": {"cpu": "200m"}})

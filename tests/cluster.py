@@ -118,12 +118,12 @@ class Cluster:
     def _cli(self) -> list[str]:
         return [sys.executable, "-m", "updraft.cli.main"]
 
-    def start_server(self, **extra: Any) -> Proc:
+    def start_server(self, prefix: list[str] | None = None, **extra: Any) -> Proc:
         import json
 
         cfg = self.dir / "server.json"
         cfg.write_text(json.dumps({**self.server_config, **extra}))
-        self.server = Proc([*self._cli(), "server", "--port", str(self.port), "--data-dir", str(self.dir / "server"),
+        self.server = Proc([*(prefix or []), *self._cli(), "server", "--port", str(self.port), "--data-dir", str(self.dir / "server"),
                             "--config", str(cfg)], self.dir / "server.log")
         self.wait_ready()
         return self.server

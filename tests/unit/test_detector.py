@@ -131,3 +131,18 @@ def test_service_passes_sent_at_to_the_detector(service: ControlService, fake_cl
         service.heartbeat("n1", Heartbeat(cpu_pct=1, memory_pct=1, sent_at=sent))
         fake_clock.advance(1.0 - delay)
     assert abs(service.detector.delay_slack("n1") - 0.8) < 1e-6
+
+
+def test_reregistration_starts_a_fresh_history(service: ControlService, fake_clock: FakeClock) -> None:
+    """After an agent restart the long silence must not teach the detector that 10 s gaps are normal."""
+    service.register("n", registration())
+    for _ in range(20):
+        fake_clock.advance(1.0)
+        service.heartbeat("n", Heartbeat(cpu_pct=1, memory_pct=1))
+    fake_clock.advance(10.0)  # the agent was down
+    service.register("n", registration())
+    for _ in range(5):
+        fake_clock.advance(1.0)
+        service.heartbeat("n", Heartbeat(cpu_pct=1, memory_pct=1))
+    fake_clock.advance(2.2)
+    assert service.detector.state("n") == NodeState.UNREACHABLE

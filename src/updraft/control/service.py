@@ -183,6 +183,9 @@ class ControlService:
         self._commit(
             Txn(nodes=[(node, old.revision if old else 0)]).event(self._event("node-registered", message, node=name))
         )
+        # A (re)registered agent starts a fresh heartbeat history: the silence before it is not its rhythm.
+        self.detector.forget(name)
+        self.detector.heartbeat(name)
         self.notifier.notify("scheduler")
         return node
 
@@ -190,6 +193,8 @@ class ControlService:
         node = self.store.get_node(name)
         if node is None:
             return HeartbeatReply(known=False, interval=self.settings.heartbeat_interval)
+        if node.state == NodeState.UNREACHABLE:
+            self.detector.forget(name)  # back from a partition: the gap is not part of its heartbeat rhythm
         self.detector.heartbeat(name, sent_at=hb.sent_at)
         now = self.clock.now()
         if self.policy.predictive and self.forecaster.observe(name, now, hb.cpu_pct, hb.memory_pct):
