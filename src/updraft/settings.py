@@ -38,7 +38,7 @@ class DetectorSettings(_Settings):
     phi_suspect: float = Field(default=3.0, gt=0)
     phi_unreachable: float = Field(default=8.0, gt=0)
     min_std_seconds: float = Field(default=0.1, gt=0, description="floor on the heartbeat interval deviation")
-    acceptable_pause_seconds: float = Field(default=0.5, ge=0, description="slack added to the mean interval")
+    acceptable_pause_seconds: float = Field(default=0.25, ge=0, description="slack added to the mean interval")
     window: int = Field(default=100, ge=4, le=10000)
     max_silence_seconds: float = Field(default=5.0, gt=0, description="unreachable after this long regardless")
     max_delay_slack_seconds: float = Field(
