@@ -167,7 +167,10 @@ def schedule(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
             over, why = True, f"origin {origin.name} is {origin.state}"
         if over != modes[origin.name] and origin.state == NodeState.READY:
             modes[origin.name] = over
-            plan.offload_mode[origin.name] = over
+            if over == origin.offloading:  # flipped and back within one pass: nothing to write
+                plan.offload_mode.pop(origin.name, None)
+            else:
+                plan.offload_mode[origin.name] = over
         origin_block = filters.check(origin, spec, origin_usage)
 
         if not spec.offloadable:
