@@ -146,3 +146,17 @@ def test_reregistration_starts_a_fresh_history(service: ControlService, fake_clo
         service.heartbeat("n", Heartbeat(cpu_pct=1, memory_pct=1))
     fake_clock.advance(2.2)
     assert service.detector.state("n") == NodeState.UNREACHABLE
+
+
+def test_the_first_heartbeat_after_registration_is_not_an_interval(
+    service: ControlService, fake_clock: FakeClock
+) -> None:
+    """Agents heartbeat right after registering; that ~0 s gap must not widen a young history's deviation."""
+    service.register("n", registration())
+    fake_clock.advance(0.01)
+    service.heartbeat("n", Heartbeat(cpu_pct=1, memory_pct=1))
+    for _ in range(3):
+        fake_clock.advance(1.0)
+        service.heartbeat("n", Heartbeat(cpu_pct=1, memory_pct=1))
+    fake_clock.advance(1.9)
+    assert service.detector.state("n") == NodeState.UNREACHABLE

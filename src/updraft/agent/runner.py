@@ -208,7 +208,6 @@ class Agent:
             "cpu_pct": round(self.cpu_pct, 2),
             "memory_pct": round(self.memory_pct, 2),
             "running": running,
-            "sent_at": self.clock.now(),
         }
         if send_images or getattr(self.executor, "images_changed", False):  # a pull changed them: say so now
             self.executor.images_changed = False
@@ -216,6 +215,8 @@ class Agent:
             if images != self._images_sent:
                 body["images"] = self._images_sent = images
                 body["bandwidth"] = self.executor.pull_rate.value
+        # Stamped last, so the delay the server measures is the link's, not the time spent listing images.
+        body["sent_at"] = self.clock.now()
         sent = self.clock.monotonic()
         resp = self.client.post(f"/v1/nodes/{self.name}/heartbeat", json=body, idempotent=True)
         self.metrics.heartbeat(self.clock.monotonic() - sent)

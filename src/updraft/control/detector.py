@@ -40,6 +40,7 @@ class _History:
     last: float
     delays: deque[float] = field(default_factory=deque)  # raw: receipt wall clock - sent_at (offset included)
     slack: float = 0.0  # cached: extra time allowed for this node's observed delays
+    phase_only: bool = False  # the next heartbeat only sets the rhythm's phase (it follows a registration)
 
 
 def phi(elapsed: float, mean: float, std: float) -> float:
@@ -65,11 +66,24 @@ class PhiAccrualDetector:
             seed = deque([self.expected, self.expected], maxlen=self.settings.window)
             hist = self._nodes[node] = _History(seed, now, deque(maxlen=self.settings.window))
         else:
-            hist.intervals.append(now - hist.last)
+            if not hist.phase_only:
+                hist.intervals.append(now - hist.last)
+            hist.phase_only = False
             hist.last = now
         if sent_at is not None:
             hist.delays.append(self.clock.now() - sent_at)
             hist.slack = min(max(hist.delays) - min(hist.delays), self.settings.max_delay_slack_seconds)
+
+    def restart(self, node: str) -> None:
+        """A (re)registration: a fresh history and a grace period from now.
+
+        An agent heartbeats as soon as it has registered, so the gap from the registration to that first
+        heartbeat is not an interval of its rhythm; counted as one (≈ 0 s), it would widen the fitted
+        deviation of a young history several-fold and delay the detection of its next failure by a second.
+        """
+        self.forget(node)
+        self.heartbeat(node)
+        self._nodes[node].phase_only = True
 
     def forget(self, node: str) -> None:
         self._nodes.pop(node, None)

@@ -19,11 +19,12 @@ def check_nodes(service: ControlService) -> None:
         state = service.detector.state(node.name)
         if state == node.state or (state == NodeState.READY):
             continue
-        silence = service.detector.silence(node.name)
+        d = service.detector
         service.set_node_state(
             node.name,
             state,
-            f"node {node.name} {state}: no heartbeat for {silence:.1f} s (φ={service.detector.phi(node.name):.1f})",
+            f"node {node.name} {state}: no heartbeat for {d.silence(node.name):.1f} s "
+            f"(φ={d.phi(node.name):.1f}; delay allowance {d.delay_slack(node.name):.2f} s)",
         )
 
 

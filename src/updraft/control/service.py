@@ -184,8 +184,7 @@ class ControlService:
             Txn(nodes=[(node, old.revision if old else 0)]).event(self._event("node-registered", message, node=name))
         )
         # A (re)registered agent starts a fresh heartbeat history: the silence before it is not its rhythm.
-        self.detector.forget(name)
-        self.detector.heartbeat(name)
+        self.detector.restart(name)
         self.notifier.notify("scheduler")
         return node
 
