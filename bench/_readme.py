@@ -37,6 +37,7 @@ def main() -> None:
         "CLI_D": f"{ovh['docker_cli_median_s']:.2f}", "CLI_R": f"{ovh['cli_ratio']:.2f}",
         "CLI_START": f"{ovh['cli_start_s']:.2f}", "RSS": f"{ovh['agent_idle_rss_mb']:.0f}",
         "FO_MED": f"{fo['median_failover_s']:.2f}", "FO_RUNS": str(fo["runs"]),
+        "FO_MAX": f"{max(fo['failover_s']):.2f}",
         "FO_MIN": f"{fo['heartbeat_minutes']:.1f}", "FO_SUSP": str(fo["false_suspicions"]),
         "TIMEOUT_ROWS": "\n".join(rows),
         "IMG_C": f"{img['cached_s']:.2f}", "IMG_U": f"{img['uncached_s']:.2f}",
