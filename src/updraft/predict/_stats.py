@@ -118,6 +118,11 @@ class AnomalyLikelihood:
         self._sd = 1.0
         self._n = 0
 
+    @property
+    def average(self) -> float:
+        """The current short-term average of the raw scores (the quantity whose tail is reported)."""
+        return self._avg.mean()
+
     def update(self, raw: float) -> float:
         """Feed one raw score in [0, 1]; return the tail probability of the current short-term average."""
         self._n += 1

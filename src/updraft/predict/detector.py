@@ -19,14 +19,21 @@ surprises are turned into probabilities, in the spirit of the HTM/NAB "anomaly l
    that is always noisy stops alarming, and a sustained moderate surprise stands out. The smallest of the
    three tail probabilities is kept and mapped to [0, 1] on a log scale (tail 1e-5 -> 0.5).
 
-3. **Alert damping**: after a "red" tail probability (≤ 1e-5) the following red samples of the same
-   episode, and any within ``refractory`` samples, are damped to the "yellow" level — one alarm per
-   episode, not one per sample (HTM's likelihood filter). An *alarm budget* also damps a new red episode
-   when ``alarm_budget`` red episodes already started in the last ``budget_window`` samples: a series that
-   keeps producing reds is noisier than its Gaussian tail model says (NAB's Twitter series).
+3. **Record gating** (alert damping): a red tail probability is believed only when the signal's short-term
+   average is the largest this series has ever produced *and* at least ``record_floor`` (a sustained
+   surprise of several typical errors). Otherwise it is damped to the "yellow" level. Why: the Gaussian
+   tail model is too thin for bursty series (NAB's Twitter volumes), which produce "1e-5" surprises every
+   few days; a surprise that the series has already matched is, for that series, not new. Records also give
+   one alarm per episode for free: a rising surprise is one run of records, and a repeat of the same size
+   is no record. This replaced a refractory period plus an "alarm budget" (three knobs) with one knob and
+   halved the false alarms on NAB at a small cost in score; see ``docs/predict.md``.
 
 4. **Range novelty**: a value outside everything seen so far (by more than ``range_tolerance`` of the
    seen range) scores 1 — a new all-time high is exactly what an overload looks like.
+
+The typical-error scales are EWMAs started at zero, so they are divided by their weight sum (as in Adam's
+bias correction): otherwise every sample of the first ~100 looks hugely surprising, and that start-up junk
+would set the series' surprise records.
 
 Everything is O(1) per sample; memory is three ring buffers of ``history`` doubles plus 288 profile bins.
 A score never depends on later samples.
@@ -36,7 +43,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import deque
 from dataclasses import dataclass
 
 from updraft.predict._stats import AnomalyLikelihood, log_score
@@ -69,16 +75,15 @@ class DetectorConfig:
     season_s: float = 86400.0
     season_bins: int = 288
     season_alpha: float = 0.3
-    #: Tail probability that counts as "red" and the level red repeats are damped to.
+    #: Tail probability that counts as "red" (score 0.5), and the "yellow" level (score 0.4) a damped red
+    #: is raised to: a red sample right after a red sample (the same episode) and a red that is not a
+    #: believed record are damped.
     red_tail: float = 1e-5
     yellow_tail: float = 1e-4
-    #: After a red alarm, further reds within this many samples are damped.
-    refractory: int = 100
-    #: Alarm budget: a red episode is damped like a repeat if ``alarm_budget`` red episodes already started
-    #: within the last ``budget_window`` samples (0 disables the budget). A series that keeps producing
-    #: "red" surprises is noisier than its Gaussian tail model says, so its further reds are not believed.
-    alarm_budget: int = 4
-    budget_window: int = 8640
+    #: Record gating: a signal's tail probability counts only while its short-term average is a new record
+    #: for the series and at least this large (the average of the squashed raw signal; 0.7 means errors of
+    #: about 4.7 typical errors on average over ``avg`` samples). Otherwise it is damped to ``yellow_tail``.
+    record_floor: float = 0.7
     #: A value beyond the seen range by more than this fraction of the range scores 1.
     range_tolerance: float = 0.05
     #: Switches for the individual signals (for ablations; all on by default).
@@ -130,9 +135,12 @@ class AnomalyDetector:
         self._lik_season = AnomalyLikelihood(c.history, c.avg, c.reestimate, c.learn)
         self._min = math.inf
         self._max = -math.inf
+        # weight sums of the three scale EWMAs (bias correction) and the record of each signal's average
+        self._w_step = 0.0
+        self._w_lvl = 0.0
+        self._w_season = 0.0
+        self._record = [-math.inf, -math.inf, -math.inf]
         self._prev_red = False
-        self._since_red = 1 << 60
-        self._episodes: deque[int] = deque(maxlen=max(c.alarm_budget, 1))
         self.last: Score | None = None
 
     @property
@@ -162,14 +170,19 @@ class AnomalyDetector:
         else:
             e = abs(x - last)
             s = self._step_scale
-            step_raw = _squash(e, s, k)
+            w = self._w_step
+            step_raw = _squash(e, s / w if w > 0.0 else 0.0, k)
             self._step_scale = s + a * (e - s)
+            self._w_step = w + a * (1.0 - w)
             if c.use_level:
+                la = c.level_slow_alpha
                 self._lvl_fast += c.level_fast_alpha * (x - self._lvl_fast)
                 s = self._lvl_scale
-                level_raw = _squash(abs(self._lvl_fast - self._lvl_slow), s, k)
-                self._lvl_scale = s + c.level_slow_alpha * (abs(x - self._lvl_slow) - s)
-                self._lvl_slow += c.level_slow_alpha * (x - self._lvl_slow)
+                w = self._w_lvl
+                level_raw = _squash(abs(self._lvl_fast - self._lvl_slow), s / w if w > 0.0 else 0.0, k)
+                self._lvl_scale = s + la * (abs(x - self._lvl_slow) - s)
+                self._w_lvl = w + la * (1.0 - w)
+                self._lvl_slow += la * (x - self._lvl_slow)
             else:
                 level_raw = 0.0
             season_raw = 0.0
@@ -180,39 +193,27 @@ class AnomalyDetector:
             if p == p:  # not NaN: this bin has been visited before
                 e = abs(x - p)
                 s = self._season_scale
-                season_raw = _squash(e, s, k)
+                w = self._w_season
+                season_raw = _squash(e, s / w if w > 0.0 else 0.0, k)
                 self._season_scale = s + a * (e - s)
+                self._w_season = w + a * (1.0 - w)
                 self._season[b] = p + c.season_alpha * (x - p)
             else:
                 self._season[b] = x
 
-        # 2. anomaly likelihood of each signal; keep the most surprising
-        tail = self._lik_step.update(step_raw)
+        # 2. anomaly likelihood of each signal, believed only on a record (3.); keep the most surprising
+        tail = self._gated(0, self._lik_step, step_raw)
         if c.use_level:
-            tail = min(tail, self._lik_level.update(level_raw))
+            tail = min(tail, self._gated(1, self._lik_level, level_raw))
         if c.use_season:
-            tail = min(tail, self._lik_season.update(season_raw))
-
-        # 3. damp repeated red alarms (one alarm per episode)
-        if self._n >= c.learn:
-            self._since_red += 1
-            if tail <= c.red_tail:
-                if self._prev_red or self._since_red <= c.refractory:
-                    tail = max(tail, c.yellow_tail)
-                elif c.alarm_budget > 0:
-                    # a new episode: alarm only if the budget of recent episodes is not spent
-                    eps = self._episodes
-                    recent = sum(1 for e in eps if e > self._n - c.budget_window)
-                    eps.append(self._n)
-                    if recent >= c.alarm_budget:
-                        tail = max(tail, c.yellow_tail)
-                    else:
-                        self._since_red = 0
-                else:
-                    self._since_red = 0
-                self._prev_red = True
-            else:
-                self._prev_red = False
+            tail = min(tail, self._gated(2, self._lik_season, season_raw))
+        # one red sample per episode: the following consecutive reds are damped (HTM's likelihood filter)
+        if tail <= c.red_tail:
+            if self._prev_red:
+                tail = c.yellow_tail
+            self._prev_red = True
+        else:
+            self._prev_red = False
         score = log_score(tail)
 
         # 4. range novelty
@@ -229,3 +230,13 @@ class AnomalyDetector:
         res = Score(score, tail, novel, step_raw, level_raw, season_raw)
         self.last = res
         return res
+
+    def _gated(self, j: int, lik: AnomalyLikelihood, raw: float) -> float:
+        """Tail probability of signal ``j``, damped to yellow unless its average is a high new record."""
+        tail = lik.update(raw)
+        avg = lik.average
+        if avg > self._record[j]:
+            self._record[j] = avg
+            if avg >= self.config.record_floor:
+                return tail
+        return max(tail, self.config.yellow_tail)
