@@ -26,7 +26,7 @@ surprises are turned into probabilities, in the spirit of the HTM/NAB "anomaly l
    few days; a surprise that the series has already matched is, for that series, not new. Records also give
    one alarm per episode for free: a rising surprise is one run of records, and a repeat of the same size
    is no record. This replaced a refractory period plus an "alarm budget" (three knobs) with one knob and
-   halved the false alarms on NAB at a small cost in score; see ``docs/predict.md``.
+   cut the false-alarm rate on NAB from 29.8 % to 12.2 % for 5 points of score; see ``docs/predict.md``.
 
 4. **Range novelty**: a value outside everything seen so far (by more than ``range_tolerance`` of the
    seen range) scores 1 — a new all-time high is exactly what an overload looks like.
