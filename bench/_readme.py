@@ -46,7 +46,7 @@ def main() -> None:
         "TP_R": f"{obs['throughput_ratio']:.2f}", "P99_OFF": f"{obs['p99_off_ms']:.0f}",
         "P99_ON": f"{obs['p99_on_ms']:.0f}", "SPAN_US": f"{obs.get('span_cpu_us_per_task_on', 0):.0f}",
         "CPU_MS": f"{obs.get('cpu_ms_per_task_off', 0):.0f}",
-        "NAB_SCORE": f"{nab['nab_standard_score']:.1f}", "NAB_CV": f"{nab.get('threshold_cv_standard_score', 0):.1f}",
+        "NAB_SCORE": f"{nab['nab_standard_score']:.2f}", "NAB_CV": f"{nab.get('threshold_cv_standard_score', 0):.1f}",
         "NAB_FA": f"{100 * nab['false_alarm_rate']:.1f} %", "NAB_WIN": str(nab["windows_detected"]),
         "NAB_S_SCORE": f"{strict.get('nab_standard_score', 0):.1f}",
         "NAB_S_FA": f"{100 * strict.get('false_alarm_rate', 0):.1f} %", "NAB_S_WIN": str(strict.get("windows_detected")),
