@@ -75,10 +75,11 @@ class PhiAccrualDetector:
             hist.slack = min(max(hist.delays) - min(hist.delays), self.settings.max_delay_slack_seconds)
 
     def restart(self, node: str) -> None:
-        """A (re)registration: a fresh history and a grace period from now.
+        """A fresh history and a grace period from now: at a (re)registration, or for a node first seen after a
+        server restart.
 
-        An agent heartbeats as soon as it has registered, so the gap from the registration to that first
-        heartbeat is not an interval of its rhythm; counted as one (≈ 0 s), it would widen the fitted
+        The gap from then to the node's next heartbeat is not an interval of its rhythm (an agent heartbeats
+        as soon as it has registered); counted as one (≈ 0 s), it would widen the fitted
         deviation of a young history several-fold and delay the detection of its next failure by a second.
         """
         self.forget(node)

@@ -14,7 +14,7 @@ def check_nodes(service: ControlService) -> None:
     """Ask the failure detector about every node; record what changed. Reporting only."""
     for node in service.store.list_nodes():
         if node.name not in service.detector.nodes():
-            service.detector.heartbeat(node.name)  # e.g. after a server restart: grant a fresh grace period
+            service.detector.restart(node.name)  # e.g. after a server restart: grant a fresh grace period
             continue
         state = service.detector.state(node.name)
         if state == node.state or (state == NodeState.READY):
