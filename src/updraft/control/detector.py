@@ -40,7 +40,7 @@ class _History:
     last: float
     delays: deque[float] = field(default_factory=deque)  # raw: receipt wall clock - sent_at (offset included)
     slack: float = 0.0  # cached: extra time allowed for this node's observed delays
-    phase_only: bool = False  # the next heartbeat only sets the rhythm's phase (it follows a registration)
+    phase_only: bool = False  # the next heartbeat only sets the rhythm's phase (see restart)
 
 
 def phi(elapsed: float, mean: float, std: float) -> float:
