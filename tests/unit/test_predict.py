@@ -134,6 +134,15 @@ def test_record_gating_damps_smaller_repeats_but_not_a_bigger_excursion() -> Non
     assert more[:-1] == first and more[-1] >= len(values)
 
 
+def test_first_error_without_a_scale_is_not_a_surprise() -> None:
+    # before any typical error is known there is no reference: the first step must not score as a
+    # maximal surprise, or it would set the series' surprise record on its second sample
+    d = AnomalyDetector()
+    d.update(0.0, 10.0)
+    r = d.update_detail(300.0, 50.0)
+    assert r.step_raw == 0.0 and r.level_raw == 0.0
+
+
 def test_scores_are_in_unit_interval() -> None:
     d = AnomalyDetector()
     r = random.Random(10)

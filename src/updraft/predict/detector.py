@@ -33,7 +33,8 @@ surprises are turned into probabilities, in the spirit of the HTM/NAB "anomaly l
 
 The typical-error scales are EWMAs started at zero, so they are divided by their weight sum (as in Adam's
 bias correction): otherwise every sample of the first ~100 looks hugely surprising, and that start-up junk
-would set the series' surprise records.
+would set the series' surprise records. For the same reason an error seen before any scale exists (weight
+sum 0) scores 0, not 1.
 
 Everything is O(1) per sample; memory is three ring buffers of ``history`` doubles plus 288 profile bins.
 A score never depends on later samples.
@@ -171,7 +172,7 @@ class AnomalyDetector:
             e = abs(x - last)
             s = self._step_scale
             w = self._w_step
-            step_raw = _squash(e, s / w if w > 0.0 else 0.0, k)
+            step_raw = _squash(e, s / w, k) if w > 0.0 else 0.0
             self._step_scale = s + a * (e - s)
             self._w_step = w + a * (1.0 - w)
             if c.use_level:
@@ -179,7 +180,7 @@ class AnomalyDetector:
                 self._lvl_fast += c.level_fast_alpha * (x - self._lvl_fast)
                 s = self._lvl_scale
                 w = self._w_lvl
-                level_raw = _squash(abs(self._lvl_fast - self._lvl_slow), s / w if w > 0.0 else 0.0, k)
+                level_raw = _squash(abs(self._lvl_fast - self._lvl_slow), s / w, k) if w > 0.0 else 0.0
                 self._lvl_scale = s + la * (abs(x - self._lvl_slow) - s)
                 self._w_lvl = w + la * (1.0 - w)
                 self._lvl_slow += la * (x - self._lvl_slow)
@@ -194,7 +195,7 @@ class AnomalyDetector:
                 e = abs(x - p)
                 s = self._season_scale
                 w = self._w_season
-                season_raw = _squash(e, s / w if w > 0.0 else 0.0, k)
+                season_raw = _squash(e, s / w, k) if w > 0.0 else 0.0
                 self._season_scale = s + a * (e - s)
                 self._w_season = w + a * (1.0 - w)
                 self._season[b] = p + c.season_alpha * (x - p)
