@@ -16,7 +16,8 @@ PIDFILE=$DIR/prometheus.pid
 URL=http://127.0.0.1:$PORT
 
 log() { echo "prometheus[$PORT]: $*"; }
-running() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# shellcheck source=scripts/daemon-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/daemon-lib.sh"
 ready() { curl -sf -o /dev/null --max-time 2 "$URL/-/ready"; }
 
 start() {
@@ -31,37 +32,14 @@ start() {
   if command -v promtool >/dev/null 2>&1; then promtool check config "$CONFIG" >/dev/null; fi
   rm -rf "$DIR/data"
   mkdir -p "$DIR/data"
-  setsid nohup /usr/bin/prometheus --config.file="$CONFIG" --storage.tsdb.path="$DIR/data" \
-    --web.listen-address="127.0.0.1:$PORT" --web.enable-lifecycle \
-    </dev/null >>"$DIR/prometheus.log" 2>&1 &
-  echo $! >"$PIDFILE"
-  for _ in $(seq 120); do
-    if ready; then log "ready at $URL (pid $(cat "$PIDFILE"), config $CONFIG)"; return; fi
-    running || break
-    sleep 0.5
-  done
-  log "ERROR: prometheus did not become ready; last lines of $DIR/prometheus.log:" >&2
-  tail -n 20 "$DIR/prometheus.log" >&2 || true
-  stop >/dev/null
-  exit 1
-}
-
-stop() {
-  if running; then
-    pid=$(cat "$PIDFILE")
-    kill "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    log "stopped (pid $pid)"
-  else
-    log "not running"
-  fi
-  rm -f "$PIDFILE"
+  daemon_launch "$DIR/prometheus.log" /usr/bin/prometheus --config.file="$CONFIG" \
+    --storage.tsdb.path="$DIR/data" --web.listen-address="127.0.0.1:$PORT" --web.enable-lifecycle
+  daemon_wait 120 ready "$DIR/prometheus.log" "ready at $URL (pid $(cat "$PIDFILE"), config $CONFIG)"
 }
 
 case $CMD in
   start) start ;;
-  stop) stop ;;
+  stop) daemon_stop ;;
   status)
     if running && ready; then log "running (pid $(cat "$PIDFILE")) at $URL"; else log "not running"; exit 1; fi ;;
   *) usage ;;

@@ -13,7 +13,8 @@ PIDFILE=$DIR/registry.pid
 URL=http://127.0.0.1:$PORT/v2/
 
 log() { echo "registry[$PORT]: $*"; }
-running() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# shellcheck source=scripts/daemon-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/daemon-lib.sh"
 answers() { curl -sf -o /dev/null --max-time 2 "$URL"; }
 
 start() {
@@ -38,36 +39,13 @@ storage:
 http:
   addr: 127.0.0.1:$PORT
 YAML
-  # setsid+nohup: outlive the caller; the pid file is what `stop` uses.
-  setsid nohup /usr/bin/docker-registry serve "$DIR/config.yml" </dev/null >>"$DIR/registry.log" 2>&1 &
-  echo $! >"$PIDFILE"
-  for _ in $(seq 60); do
-    if answers; then log "ready at $URL (pid $(cat "$PIDFILE"), state $DIR)"; return; fi
-    running || break
-    sleep 0.5
-  done
-  log "ERROR: registry did not come up; last lines of $DIR/registry.log:" >&2
-  tail -n 20 "$DIR/registry.log" >&2 || true
-  stop >/dev/null
-  exit 1
-}
-
-stop() {
-  if running; then
-    pid=$(cat "$PIDFILE")
-    kill "$pid"
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    log "stopped (pid $pid)"
-  else
-    log "not running"
-  fi
-  rm -f "$PIDFILE"
+  daemon_launch "$DIR/registry.log" /usr/bin/docker-registry serve "$DIR/config.yml"
+  daemon_wait 60 answers "$DIR/registry.log" "ready at $URL (pid $(cat "$PIDFILE"), state $DIR)"
 }
 
 case $CMD in
   start) start ;;
-  stop) stop ;;
+  stop) daemon_stop ;;
   status)
     if running && answers; then log "running (pid $(cat "$PIDFILE")) at $URL"; else log "not running"; exit 1; fi ;;
   *) echo "usage: $0 start|stop|status [PORT]" >&2; exit 2 ;;
