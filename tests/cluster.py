@@ -142,7 +142,7 @@ class Cluster:
     def start_agent(self, name: str, *, tags: list[str] | None = None, labels: dict[str, str] | None = None,
                     taints: list[str] | None = None, cpus: str | None = None, memory: str | None = None,
                     cpuset: str | None = None, load_source: str = "containers", server: str | None = None,
-                    wait: bool = True, env: dict[str, str] | None = None, prefix: list[str] | None = None) -> Proc:
+                    cpu_excess: str | None = None, wait: bool = True, env: dict[str, str] | None = None, prefix: list[str] | None = None) -> Proc:
         port = self.agent_ports.setdefault(name, free_port())
         args = [*(prefix or []), *self._cli(), "agent", "--name", name, "--cluster", self.cluster_id, "--server", server or self.url,
                 "--port", str(port),
@@ -153,7 +153,7 @@ class Cluster:
             args += ["--labels", f"{k}={v}"]
         for t in taints or []:
             args += ["--taints", t]
-        for flag, value in (("--cpus", cpus), ("--memory", memory), ("--cpuset", cpuset)):
+        for flag, value in (("--cpus", cpus), ("--memory", memory), ("--cpuset", cpuset), ("--cpu-excess", cpu_excess)):
             if value:
                 args += [flag, value]
         proc = Proc(args, self.dir / f"agent-{name}.log", env=env)

@@ -115,6 +115,11 @@ class AgentSettings(_Settings):
     memory: str | None = None
     cpuset: str | None = None
     load_source: Literal["host", "containers"] = "host"
+    cpu_excess: Literal["oldest", "shared"] = Field(
+        default="oldest",
+        description="CPU beyond the running containers' requests: all to the oldest container without a "
+        "CPU limit (a burst of jobs finishes in order), or shared in proportion to requests (Kubernetes)",
+    )
     data_dir: Path = Field(default_factory=lambda: default_data_dir("agent"))
     heartbeat_interval: float = Field(default=1.0, gt=0)
     host: str = "127.0.0.1"

@@ -61,6 +61,31 @@ def test_container_limits_in_hostconfig(two_nodes: Cluster) -> None:
         c.cancel(task.id)
 
 
+def test_spare_cpu_goes_to_the_oldest_container_and_follows_it(two_nodes: Cluster) -> None:
+    """cloud has one cpu: two 100m containers keep 102 shares each, and the 820 nobody requested go to the
+    older one; when it ends, the other inherits them. A restarted agent rebuilds the weights of the
+    containers it re-adopts."""
+    engine = docker.from_env()
+    with two_nodes.client() as c:
+        def shares(task_id: str) -> int:
+            cid = c.get(task_id).current.container_id
+            return int(engine.containers.get(cid).attrs["HostConfig"]["CpuShares"])
+
+        spec = {"image": BASE_IMAGE, "command": ["sleep", "120"], "origin": "cloud", "offloadable": False,
+                "resources": {"requests": {"cpu": "100m"}}}
+        first = c.submit(**spec)
+        wait_for(lambda: c.get(first.id).state == "running", 30, what="first running")
+        wait_for(lambda: shares(first.id) == 1024, 10, what="the lone container holds the whole cpu's weight")
+        second = c.submit(**spec)
+        wait_for(lambda: c.get(second.id).state == "running", 30, what="second running")
+        wait_for(lambda: (shares(first.id), shares(second.id)) == (1024 - 102, 102), 10, what="spare to the oldest")
+        two_nodes.agents["cloud"].kill9()
+        two_nodes.agents["cloud"].start()
+        c.cancel(first.id)
+        wait_for(lambda: shares(second.id) == 1024, 20, what="the re-adopted survivor inherits the spare")
+        c.cancel(second.id)
+
+
 def test_memory_limit_exceeded_is_reported_oomkilled(two_nodes: Cluster) -> None:
     with two_nodes.client() as c:
         task = c.run(image=BASE_IMAGE, command=["python3", "-c", "x = bytearray(200 * 1024 * 1024); print(len(x))"],

@@ -22,6 +22,7 @@ import docker.errors
 from docker.models.containers import Container, _create_container_args
 
 from updraft.agent.cgroup import ParentCgroup
+from updraft.agent.cpu import Running, request_shares
 from updraft.agent.reconcile import Observed
 from updraft.errors import ImageError, Unavailable
 from updraft.images import PullRate, carried_digest, check_digest, pull_image
@@ -30,6 +31,7 @@ from updraft.model.api import Assignment
 LABEL_NODE, LABEL_TASK, LABEL_TOKEN = "updraft.node", "updraft.task", "updraft.token"
 LABEL_CLUSTER = "updraft.cluster"
 LABEL_STOP_AFTER = "updraft.stop_after"
+LABEL_CPU_REQUEST = "updraft.cpu_request"  # millicores: a restarted agent rebuilds the containers' weights
 log = logging.getLogger("updraft.executor")
 
 
@@ -171,6 +173,7 @@ class DockerExecutor:
             LABEL_CLUSTER: self.cluster,
             LABEL_TASK: a.task_id,
             LABEL_TOKEN: str(a.token),
+            LABEL_CPU_REQUEST: str(spec.resources.request_cpu()),
         }
         if spec.on_disconnect == "stop" and spec.stop_after:
             labels[LABEL_STOP_AFTER] = str(spec.stop_after)
@@ -186,7 +189,7 @@ class DockerExecutor:
             kwargs["nano_cpus"] = spec.resources.limits.cpu_millis * 1_000_000
         if spec.resources.request_cpu():
             # As Kubernetes does: the request is the container's guaranteed share under contention.
-            kwargs["cpu_shares"] = max(2, spec.resources.request_cpu() * 1024 // 1000)
+            kwargs["cpu_shares"] = request_shares(spec.resources.request_cpu())
         if spec.resources.limits.memory:
             kwargs["mem_limit"] = spec.resources.limits.memory_bytes
             kwargs["memswap_limit"] = spec.resources.limits.memory_bytes
@@ -213,6 +216,25 @@ class DockerExecutor:
                 return str(api.inspect_container(name)["Id"])
             raise ImageError(f"container could not start: {_explain(exc)}") from exc
         return container_id
+
+    def set_cpu_shares(self, container_id: str, shares: int) -> None:
+        started = time.monotonic()
+        self.client.api.update_container(container_id, cpu_shares=shares)
+        self._timed("update", started)
+
+    def cpu_row(self, container_id: str) -> tuple[Running, int] | None:
+        """A running container's CPU facts and its current weight (for one this process did not start)."""
+        try:
+            attrs = self.client.api.inspect_container(container_id)
+        except docker.errors.DockerException:
+            return None
+        state, host = attrs["State"], attrs["HostConfig"]
+        if not state.get("Running"):
+            return None
+        labels = attrs["Config"].get("Labels") or {}
+        request = int(labels.get(LABEL_CPU_REQUEST) or 0)
+        row = Running(container_id, _ts(state.get("StartedAt")) or 0.0, request, bool(host.get("NanoCpus")))
+        return row, int(host.get("CpuShares") or request_shares(0))  # 0: Docker's default
 
     def stop(self, container_id: str, grace: float = 2.0) -> None:
         started = time.monotonic()

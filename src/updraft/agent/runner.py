@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from updraft.agent.cgroup import ParentCgroup, host_cpu_count
+from updraft.agent.cpu import CpuWeights, Running, request_shares, usable_millis
 from updraft.agent.executor import DockerExecutor
 from updraft.agent.load import ContainerLoad, HostLoad, LoadMeter
 from updraft.agent.outbox import Outbox
@@ -66,6 +67,11 @@ class Agent:
             transport=plain_http_transport(settings.server),  # no CA bundle loaded for plain http
         )
         self.outbox = Outbox(settings.data_dir / self.name / "outbox.db")
+        self.cpu = CpuWeights(  # who gets the CPU nobody requested (docs: --cpu-excess)
+            usable_millis(self.cpu_millis if settings.cpus else None, settings.cpuset, host_cpu_count()),
+            settings.cpu_excess,
+            self.executor.set_cpu_shares,
+        )
         self.load: LoadMeter = HostLoad()
         self.stop_event = threading.Event()
         self.lock = threading.RLock()
@@ -152,13 +158,8 @@ class Agent:
         )
         self.client.put(f"/v1/nodes/{self.name}", json=reg.model_dump(mode="json"))
         self.registered.set()
-        log.info(
-            "registered as %s (cpu %s, memory %s, tags %s)",
-            self.name,
-            format_cpu(self.cpu_millis),
-            format_memory(self.memory_bytes),
-            self.settings.tags,
-        )
+        cpu, memory = format_cpu(self.cpu_millis), format_memory(self.memory_bytes)
+        log.info("registered as %s (cpu %s, memory %s, tags %s)", self.name, cpu, memory, self.settings.tags)
 
     def _images(self) -> list[str]:
         try:
@@ -366,6 +367,9 @@ class Agent:
                 return
             with self.lock:
                 self.watched[(a.task_id, a.token)] = cid
+            request = a.spec.resources.request_cpu()
+            row = Running(cid, self.clock.now(), request, bool(a.spec.resources.limits.cpu))
+            self.cpu.started(row, applied=request_shares(request))
             self._follow(a.task_id, a.token, cid, a.spec.timeout, False, a, (run, assign))
 
     def _probe(self, a: Assignment, cid: str) -> None:
@@ -413,6 +417,8 @@ class Agent:
             self.gates[(task_id, token)] = gate
         if assignment is not None:
             self._probe(assignment, cid)
+        elif found := self.executor.cpu_row(cid):  # adopted: its weight joins the others'
+            self.cpu.started(*found)
         try:
             info = self.executor.result(cid)
             if info["running"]:
@@ -485,6 +491,7 @@ class Agent:
             with self.lock:
                 self.watched.pop((task_id, token), None)
         finally:
+            self.cpu.ended(cid)
             gate.ended.set()
             with self.lock:
                 self.gates.pop((task_id, token), None)

@@ -79,6 +79,9 @@ def agent(
     memory: Annotated[str | None, typer.Option(help="Declared memory capacity, e.g. 512Mi.")] = None,
     cpuset: Annotated[str | None, typer.Option(help="Pin containers to these cpus, e.g. 0 or 0-1.")] = None,
     load_source: Annotated[str | None, typer.Option(help="host (psutil) or containers (own cgroup).")] = None,
+    cpu_excess: Annotated[
+        str | None, typer.Option(help="Unrequested CPU: oldest (jobs finish in order) or shared (Kubernetes).")
+    ] = None,
     data_dir: Annotated[str | None, typer.Option(help="Where the outbox lives.")] = None,
     port: Annotated[int | None, typer.Option(help="Port for /health, /ready, /metrics.")] = None,
     config: Annotated[str | None, typer.Option("--config", "-c")] = None,
@@ -106,6 +109,7 @@ def agent(
                 memory=memory,
                 cpuset=cpuset,
                 load_source=load_source,
+                cpu_excess=cpu_excess,
                 data_dir=data_dir,
                 port=port,
                 token=token,

@@ -1,0 +1,88 @@
+"""CPU weights of an agent's containers: requests as Kubernetes maps them, the spare CPU to the oldest."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from updraft.agent.cpu import CpuWeights, Running, cpu_weights, request_shares, usable_millis
+
+
+def row(cid: str, started: float, request: int = 100, limited: bool = False) -> Running:
+    return Running(cid, started, request, limited)
+
+
+def test_requests_map_to_weights_as_in_kubernetes() -> None:
+    assert request_shares(100) == 102
+    assert request_shares(1000) == 1024
+    assert request_shares(1) == 2  # the kernel's minimum
+    assert request_shares(0) == 1024  # no request: Docker's default weight
+
+
+def test_the_oldest_container_gets_the_unrequested_cpu() -> None:
+    weights = cpu_weights([row("b", 2.0), row("a", 1.0), row("c", 3.0)], 1000)
+    assert weights == {"a": 1024 - 2 * 102, "b": 102, "c": 102}
+
+
+def test_shared_keeps_kubernetes_weights() -> None:
+    assert cpu_weights([row("a", 1.0), row("b", 2.0)], 1000, "shared") == {"a": 102, "b": 102}
+
+
+def test_a_container_with_a_cpu_limit_is_passed_over() -> None:
+    weights = cpu_weights([row("a", 1.0, limited=True), row("b", 2.0)], 1000)
+    assert weights == {"a": 102, "b": 1024 - 102}
+
+
+def test_no_spare_cpu_means_requests_only() -> None:
+    rows = [row(str(i), float(i), request=300) for i in range(4)]  # 1200m requested of 1000m
+    assert set(cpu_weights(rows, 1000).values()) == {307}
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 4000), st.booleans()), min_size=1, max_size=12),
+    st.integers(100, 16000),
+)
+def test_every_container_keeps_at_least_its_guaranteed_share(rows: list[tuple[int, bool]], capacity: int) -> None:
+    """Weights are relative: a container's share under full contention is its weight over the sum. Giving the
+    spare to one container never pushes another below the share its request guarantees on this node."""
+    running = [Running(str(i), float(i), req, limited) for i, (req, limited) in enumerate(rows)]
+    weights = cpu_weights(running, capacity)
+    total = sum(weights.values())
+    requested = {r.container_id: request_shares(r.request_millis) for r in running}
+    guaranteed_total = max(capacity * 1024 // 1000, sum(requested.values()))
+    for cid, weight in weights.items():
+        assert weight >= requested[cid]
+        assert weight / total >= requested[cid] / guaranteed_total - 1e-9
+
+
+def test_usable_cpu_is_the_smallest_of_declared_cpuset_and_host() -> None:
+    assert usable_millis(None, None, 4) == 4000
+    assert usable_millis(500, "0", 4) == 500
+    assert usable_millis(None, "0-1,3", 8) == 3000
+    assert usable_millis(4000, "1", 8) == 1000
+
+
+def test_weights_follow_containers_as_they_start_and_end() -> None:
+    applied: list[tuple[str, int]] = []
+    cpu = CpuWeights(1000, "oldest", lambda cid, w: applied.append((cid, w)))
+    cpu.started(row("a", 1.0), applied=102)
+    assert applied == [("a", 1024)]  # alone: all of it
+    cpu.started(row("b", 2.0), applied=102)
+    assert applied[-1] == ("a", 1024 - 102) and cpu.weights() == {"a": 922, "b": 102}
+    cpu.ended("a")
+    assert applied[-1] == ("b", 1024) and cpu.weights() == {"b": 1024}
+
+
+def test_a_failed_update_is_retried_on_the_next_change() -> None:
+    calls: list[tuple[str, int]] = []
+
+    def apply(cid: str, weight: int) -> None:
+        calls.append((cid, weight))
+        if len(calls) == 1:
+            raise OSError("docker away")
+
+    cpu = CpuWeights(1000, "oldest", apply)
+    cpu.started(row("a", 1.0), applied=102)
+    cpu.started(row("b", 2.0), applied=102)
+    assert calls == [("a", 1024), ("a", 922)]
+    assert cpu.weights() == {"a": 922, "b": 102}
