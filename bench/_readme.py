@@ -31,7 +31,11 @@ def main() -> None:
     values = {
         "LOCAL_MS": f"{off['local_mean_ms']:.0f}", "LOCAL_CPU": f"{off['local_edge_cpu_pct']:.0f}",
         "OFF_MS": f"{off['offload_mean_ms']:.0f}", "OFF_CPU": f"{off['offload_edge_cpu_pct']:.0f}",
-        "OFFLOADED": str(off["offloaded"]), "RATIO": f"{off['ratio']:.2f}",
+        "OFFLOADED": f"{off['offloaded']:.0f}", "RATIO": f"{off['ratio']:.2f}",
+        "RATIO_MET": "met" if off["ratio"] <= 0.40 else "not met",
+        "SH_MS": f"{off['offload_shared_mean_ms']:.0f}", "SH_CPU": f"{off['offload_shared_edge_cpu_pct']:.0f}",
+        "SH_RATIO": f"{off['shared_ratio']:.2f}", "OFF_ROUNDS": str(off["rounds"]),
+        "RATIO_ROUNDS": ", ".join(f"{r:.2f}" for r in off["ratio_per_round"]),
         "OVH_U": f"{ovh['updraft_median_s']:.3f}", "OVH_D": f"{ovh['docker_median_s']:.3f}",
         "OVH_R": f"{ovh['ratio']:.2f}", "CLI_U": f"{ovh['updraft_cli_median_s']:.2f}",
         "CLI_D": f"{ovh['docker_cli_median_s']:.2f}", "CLI_R": f"{ovh['cli_ratio']:.2f}",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import docker
 import pytest
@@ -84,6 +86,31 @@ def test_spare_cpu_goes_to_the_oldest_container_and_follows_it(two_nodes: Cluste
         c.cancel(first.id)
         wait_for(lambda: shares(second.id) == 1024, 20, what="the re-adopted survivor inherits the spare")
         c.cancel(second.id)
+
+
+def _seconds(stamp: str) -> float:
+    """Docker's RFC 3339 time with nanoseconds → epoch seconds."""
+    whole, _, frac = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(whole + "+00:00").timestamp() + float("0." + (frac or "0"))
+
+
+def test_a_one_cpu_node_starts_its_containers_one_at_a_time(two_nodes: Cluster) -> None:
+    """Starting containers is CPU work for the runtime: cloud (one cpu) creates the next container only once
+    the previous one has started, so the first of a burst is not slowed down by the rest."""
+    engine = docker.from_env()
+    with two_nodes.client() as c:
+        ids = [c.submit(image=BASE_IMAGE, command=["sleep", "30"], origin="cloud", offloadable=False).id
+               for _ in range(4)]
+        wait_for(lambda: all(c.get(i).state == "running" for i in ids), 60, what="all running")
+        stamps = []
+        for i in ids:
+            attrs = engine.api.inspect_container(c.get(i).current.container_id)
+            stamps.append((_seconds(attrs["Created"]), _seconds(attrs["State"]["StartedAt"])))
+        stamps.sort()
+        for (_, started), (created, _) in itertools.pairwise(stamps):
+            assert created >= started, stamps
+        for i in ids:
+            c.cancel(i)
 
 
 def test_memory_limit_exceeded_is_reported_oomkilled(two_nodes: Cluster) -> None:

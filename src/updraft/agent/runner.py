@@ -20,7 +20,7 @@ from updraft.agent.executor import DockerExecutor
 from updraft.agent.load import ContainerLoad, HostLoad, LoadMeter
 from updraft.agent.outbox import Outbox
 from updraft.agent.reconcile import Key, Observed, Start, Stop, Watch, reconcile
-from updraft.agent.sender import sender_loop
+from updraft.agent.sender import fence_watch_loop, sender_loop
 from updraft.clock import Clock, SystemClock
 from updraft.errors import ImageError, NotFound, TransportError, Unavailable, UpdraftError
 from updraft.model import Taint, format_cpu, format_memory, parse_cpu, parse_memory
@@ -91,6 +91,9 @@ class Agent:
         self.traces: dict[Key, str] = {}  # attempt → the trace context its assignment carried
         self.gates: dict[Key, RestartGate] = {}  # attempt → its follower's restart gate
         self.probing: set[Key] = set()
+        # One container start per cpu at a time, in about the order assigned: the runtime's work is CPU-bound,
+        # so starting more at once only time-slices it and every start, the first included, ends later.
+        self.starting = threading.BoundedSemaphore(max(1, self.cpu.capacity_millis // 1000))
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,7 +109,7 @@ class Agent:
             ("heartbeat", self._heartbeat_loop),
             ("assignments", self._assignment_loop),
             ("sender", lambda: sender_loop(self)),
-            ("fence-watch", self._fence_watch_loop),
+            ("fence-watch", lambda: fence_watch_loop(self)),
         ):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -228,29 +231,6 @@ class Agent:
             self.fence(task_id, token, "the control plane replaced this attempt")
         return reply
 
-    def _fence_watch_loop(self) -> None:
-        """``on_disconnect: stop``: a cut-off agent stops its own copy once cut off for ``stop_after``.
-
-        A thread of its own, so a heartbeat stuck in a dead connection cannot delay it."""
-        stop_afters: dict[str, float | None] = {}
-        while not self.stop_event.wait(0.2):
-            silent = self.clock.monotonic() - self.last_contact
-            if silent <= 2 * self.settings.heartbeat_interval:
-                continue
-            self._contact(False)
-            with self.lock:
-                watched = [(key, cid) for key, cid in self.watched.items() if cid]
-            for (task_id, token), cid in watched:
-                if cid not in stop_afters:
-                    stop_afters[cid] = self.executor.stop_after(cid)
-                limit = stop_afters[cid]
-                if limit is not None and silent >= limit:
-                    log.warning(
-                        "self-fencing %s token %s: cut off for %.1f s ≥ stop_after %g s", task_id, token, silent, limit
-                    )
-                    self.executor.stop(cid, grace=0)
-                    stop_afters[cid] = None
-
     def fence(self, task_id: str, token: int, reason: str) -> None:
         """Stop a stale copy at once and forget what it queued."""
         with self.lock:
@@ -354,7 +334,7 @@ class Agent:
                     self.executor.ensure_image(a.spec.image)
                 run = self.tracing.start("run", assign.traceparent, attrs)
                 env = {"TRACEPARENT": run.traceparent} if run.traceparent else None  # the user's code continues
-                with self.tracing.span("create", run.traceparent, attrs):
+                with self.starting, self.tracing.span("create", run.traceparent, attrs):
                     cid = self.executor.start(a, extra_env=env, ensure_image=False)  # ensured just above
             except Exception as exc:  # report it as the attempt's error rather than lose it
                 message = exc.message if isinstance(exc, ImageError | Unavailable) else f"cannot start: {exc}"

@@ -1,7 +1,8 @@
-"""Delivery of the agent's durable outbox: oldest first, consecutive log lines of one attempt batched.
+"""The agent's side of the link: delivery of its durable outbox, and self-fencing when cut off.
 
-A 409 (stale token) fences the attempt; an unknown task or a refused entry is dropped with a warning; a
-transport failure stops the round and the entry is retried, in order, once the link is back.
+Delivery is oldest first, consecutive log lines of one attempt batched. A 409 (stale token) fences the
+attempt; an unknown task or a refused entry is dropped with a warning; a transport failure stops the round and
+the entry is retried, in order, once the link is back.
 """
 
 from __future__ import annotations
@@ -83,3 +84,27 @@ def deliver(agent: Agent) -> bool:
         agent.traces.pop((task_id, token), None)
     agent.outbox.ack(seqs)
     return True
+
+
+def fence_watch_loop(agent: Agent) -> None:
+    """``on_disconnect: stop``: a cut-off agent stops its own copy once cut off for ``stop_after``.
+
+    A thread of its own, so a heartbeat stuck in a dead connection cannot delay it."""
+    stop_afters: dict[str, float | None] = {}
+    while not agent.stop_event.wait(0.2):
+        silent = agent.clock.monotonic() - agent.last_contact
+        if silent <= 2 * agent.settings.heartbeat_interval:
+            continue
+        agent._contact(False)
+        with agent.lock:
+            watched = [(key, cid) for key, cid in agent.watched.items() if cid]
+        for (task_id, token), cid in watched:
+            if cid not in stop_afters:
+                stop_afters[cid] = agent.executor.stop_after(cid)
+            limit = stop_afters[cid]
+            if limit is not None and silent >= limit:
+                log.warning(
+                    "self-fencing %s token %s: cut off for %.1f s ≥ stop_after %g s", task_id, token, silent, limit
+                )
+                agent.executor.stop(cid, grace=0)
+                stop_afters[cid] = None
