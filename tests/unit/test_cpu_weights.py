@@ -86,3 +86,16 @@ def test_a_failed_update_is_retried_on_the_next_change() -> None:
     cpu.started(row("b", 2.0), applied=102)
     assert calls == [("a", 1024), ("a", 922)]
     assert cpu.weights() == {"a": 922, "b": 102}
+
+
+def test_a_new_container_is_created_with_the_weight_it_will_have() -> None:
+    applied: list[tuple[str, int]] = []
+    cpu = CpuWeights(1000, "oldest", lambda cid, w: applied.append((cid, w)))
+    lone = row("a", 1.0)
+    assert cpu.weight_if_started(lone) == 1024  # alone: all of the node's weight, set at creation
+    cpu.started(lone, applied=1024)
+    assert applied == []  # nothing to update once it runs
+    newer = row("b", 2.0)
+    assert cpu.weight_if_started(newer) == 102
+    cpu.started(newer, applied=102)
+    assert applied == [("a", 922)]  # only the oldest's spare shrinks

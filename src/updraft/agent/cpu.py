@@ -86,6 +86,11 @@ class CpuWeights:
                 self._applied[row.container_id] = applied
             self._rebalance()
 
+    def weight_if_started(self, row: Running) -> int:
+        """The weight a container about to be created should start with (no update call once it runs)."""
+        with self._lock:
+            return cpu_weights([*self._running.values(), row], self.capacity_millis, self.excess)[row.container_id]
+
     def ended(self, container_id: str) -> None:
         with self._lock:
             if self._running.pop(container_id, None) is not None:

@@ -160,8 +160,15 @@ class DockerExecutor:
         except (docker.errors.DockerException, ValueError):  # ValueError: a reference we cannot parse
             return str(image_id)
 
-    def start(self, a: Assignment, extra_env: dict[str, str] | None = None, ensure_image: bool = True) -> str:
-        """Create and start the attempt's container; ``ensure_image=False`` when the caller just did."""
+    def start(
+        self,
+        a: Assignment,
+        extra_env: dict[str, str] | None = None,
+        ensure_image: bool = True,
+        cpu_shares: int | None = None,
+    ) -> str:
+        """Create and start the attempt's container; ``ensure_image=False`` when the caller just did;
+        ``cpu_shares`` overrides the weight of its request (the agent's spare-CPU rule)."""
         spec = a.spec
         if ensure_image:
             self.ensure_image(spec.image)
@@ -187,7 +194,9 @@ class DockerExecutor:
         }
         if spec.resources.limits.cpu:
             kwargs["nano_cpus"] = spec.resources.limits.cpu_millis * 1_000_000
-        if spec.resources.request_cpu():
+        if cpu_shares is not None:
+            kwargs["cpu_shares"] = cpu_shares
+        elif spec.resources.request_cpu():
             # As Kubernetes does: the request is the container's guaranteed share under contention.
             kwargs["cpu_shares"] = request_shares(spec.resources.request_cpu())
         if spec.resources.limits.memory:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 from typing import Any
 
 from updraft.agent.cgroup import ParentCgroup, host_cpu_count
-from updraft.agent.cpu import CpuWeights, Running, request_shares, usable_millis
+from updraft.agent.cpu import CpuWeights, Running, usable_millis
 from updraft.agent.executor import DockerExecutor
 from updraft.agent.load import ContainerLoad, HostLoad, LoadMeter
 from updraft.agent.outbox import Outbox
@@ -327,6 +328,7 @@ class Agent:
         }
         assign = self.tracing.start("assign", a.traceparent, {**attrs, "updraft.image": a.spec.image})
         run = otrace.Span(None)
+        request, limited = a.spec.resources.request_cpu(), bool(a.spec.resources.limits.cpu)
         with log_context(task_id=a.task_id, attempt=a.token, trace_id=otrace.trace_id(assign.traceparent)):
             log.info("starting %s", a.spec.image)
             try:
@@ -335,7 +337,9 @@ class Agent:
                 run = self.tracing.start("run", assign.traceparent, attrs)
                 env = {"TRACEPARENT": run.traceparent} if run.traceparent else None  # the user's code continues
                 with self.starting, self.tracing.span("create", run.traceparent, attrs):
-                    cid = self.executor.start(a, extra_env=env, ensure_image=False)  # ensured just above
+                    row = Running(f"{a.task_id}/{a.token}", self.clock.now(), request, limited)
+                    shares = self.cpu.weight_if_started(row)
+                    cid = self.executor.start(a, env, ensure_image=False, cpu_shares=shares)  # image ensured above
             except Exception as exc:  # report it as the attempt's error rather than lose it
                 message = exc.message if isinstance(exc, ImageError | Unavailable) else f"cannot start: {exc}"
                 if not isinstance(exc, ImageError | Unavailable):
@@ -347,9 +351,7 @@ class Agent:
                 return
             with self.lock:
                 self.watched[(a.task_id, a.token)] = cid
-            request = a.spec.resources.request_cpu()
-            row = Running(cid, self.clock.now(), request, bool(a.spec.resources.limits.cpu))
-            self.cpu.started(row, applied=request_shares(request))
+            self.cpu.started(dataclasses.replace(row, container_id=cid), applied=shares)
             self._follow(a.task_id, a.token, cid, a.spec.timeout, False, a, (run, assign))
 
     def _probe(self, a: Assignment, cid: str) -> None:
