@@ -106,7 +106,8 @@ def test_kill9_agent_with_20_tasks_all_complete_elsewhere(cluster: Cluster, ledg
     cluster.start_agent("a", cpus="1", memory="2Gi")
     cluster.start_agent("b", cpus="1", memory="2Gi")
     with cluster.client() as c:
-        ids = [c.submit(ledger_task(ledger, 4, origin="a")).id for _ in range(20)]
+        # Long enough for all 20 to be running at once: a one-cpu agent starts its containers one at a time.
+        ids = [c.submit(ledger_task(ledger, 12, origin="a")).id for _ in range(20)]
         wait_for(lambda: all(c.get(i).state == "running" for i in ids), 60, what="20 tasks running on a")
         cluster.agents["a"].kill9()
         done = [c.wait(i, timeout=120) for i in ids]
