@@ -228,7 +228,11 @@ class DockerExecutor:
 
     def set_cpu_shares(self, container_id: str, shares: int) -> None:
         started = time.monotonic()
-        self.client.api.update_container(container_id, cpu_shares=shares)
+        try:
+            self.client.api.update_container(container_id, cpu_shares=shares)
+        except docker.errors.DockerException:
+            self._timed("update", started, ok=False)
+            raise
         self._timed("update", started)
 
     def cpu_row(self, container_id: str) -> tuple[Running, int] | None:
