@@ -171,7 +171,7 @@ class Agent:
         except Exception:  # image locality is an optimisation, never a reason to fail
             return []
 
-    def _contact(self, ok: bool, sent_at: float | None = None) -> None:
+    def contact(self, ok: bool, sent_at: float | None = None) -> None:
         """Track the link. Only a delivered heartbeat moves ``last_contact``, and to the time it was *sent*:
         the server recorded it no earlier, so the agent's self-fencing clock never runs behind the server's."""
         now = self.clock.monotonic()
@@ -195,9 +195,9 @@ class Agent:
                 if not self.registered.is_set():
                     self.register()
                 self.heartbeat(send_images=beats % 30 == 0)
-                self._contact(True, sent_at=started)
+                self.contact(True, sent_at=started)
             except (TransportError, Unavailable) as exc:
-                self._contact(False)
+                self.contact(False)
                 self.metrics.heartbeat(None)
                 log.debug("heartbeat failed: %s", exc)
             except UpdraftError as exc:
@@ -261,13 +261,13 @@ class Agent:
                 )
                 got = Assignments.model_validate(resp.json())
                 index = got.index
-                self._contact(True)
+                self.contact(True)
                 self.apply(got.assignments)
             except NotFound:
                 self.registered.clear()
                 index = None
             except (TransportError, Unavailable) as exc:
-                self._contact(False)
+                self.contact(False)
                 index = None
                 log.debug("assignment poll failed: %s", exc)
                 self.stop_event.wait(0.5)
@@ -441,6 +441,7 @@ class Agent:
                 self.executor.stop(cid, grace=1)
                 self.executor.wait(cid, None)
                 error = f"timed out after {timeout:g} s"
+            self.cpu.ended(cid)  # its spare CPU passes on now, not after the report and the clean-up
             for s in streams:
                 s.join(timeout=2)
             info = self.executor.result(cid)

@@ -95,7 +95,7 @@ def fence_watch_loop(agent: Agent) -> None:
         silent = agent.clock.monotonic() - agent.last_contact
         if silent <= 2 * agent.settings.heartbeat_interval:
             continue
-        agent._contact(False)
+        agent.contact(False)
         with agent.lock:
             watched = [(key, cid) for key, cid in agent.watched.items() if cid]
         for (task_id, token), cid in watched:
