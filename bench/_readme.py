@@ -33,6 +33,7 @@ def main() -> None:
         "OFF_MS": f"{off['offload_mean_ms']:.0f}", "OFF_CPU": f"{off['offload_edge_cpu_pct']:.0f}",
         "OFFLOADED": f"{off['offloaded']:.0f}", "RATIO": f"{off['ratio']:.2f}",
         "RATIO_MET": "met" if off["ratio"] <= 0.40 else "not met",
+        "NAB_MET": "met" if nab["nab_standard_score"] >= 65 and nab["false_alarm_rate"] <= 0.13 else "not met",
         "SH_MS": f"{off['offload_shared_mean_ms']:.0f}", "SH_CPU": f"{off['offload_shared_edge_cpu_pct']:.0f}",
         "SH_RATIO": f"{off['shared_ratio']:.2f}", "OFF_ROUNDS": str(off["rounds"]),
         "RATIO_ROUNDS": ", ".join(f"{r:.2f}" for r in off["ratio_per_round"]),

@@ -115,6 +115,19 @@ def test_single_spike_is_scored_but_does_not_keep_alarming() -> None:
     assert sum(s >= 0.5 for s in scores[2501:]) <= 1
 
 
+def test_a_start_up_spike_does_not_hide_later_overloads_from_range_novelty() -> None:
+    # the agent's own start-up load: 95 % for the first samples, then a node idling at 20 %. A later climb
+    # to 60 % is a new high for the running node and must score as range novelty, although it stays
+    # below the start-up value.
+    values = [95.0] * 3 + noisy(2000, 20.0, 1.0, seed=12) + [60.0]
+    d = AnomalyDetector()
+    scores = [d.update_detail(t * 60.0, v) for t, v in enumerate(values)]
+    assert scores[-1].novel_range and scores[-1].score == 1.0
+    # with the start-up samples counted as the normal range, the climb would be hidden
+    hidden = AnomalyDetector(DetectorConfig(range_startup=0))
+    assert not [hidden.update_detail(t * 60.0, v) for t, v in enumerate(values)][-1].novel_range
+
+
 def test_record_gating_damps_smaller_repeats_but_not_a_bigger_excursion() -> None:
     # a big excursion, then five smaller ones ~3.5 days apart: only the first is news for this series
     values = noisy(1500, 100.0, 2.0, seed=1) + noisy(40, 125.0, 2.0, seed=10) + noisy(1000, 100.0, 2.0, seed=20)

@@ -29,7 +29,9 @@ surprises are turned into probabilities, in the spirit of the HTM/NAB "anomaly l
    cut the false-alarm rate on NAB from 29.8 % to 12.2 % for 5 points of score; see ``docs/predict.md``.
 
 4. **Range novelty**: a value outside everything seen so far (by more than ``range_tolerance`` of the
-   seen range) scores 1 — a new all-time high is exactly what an overload looks like.
+   seen range) scores 1 — a new all-time high is exactly what an overload looks like. The first
+   ``range_startup`` samples do not count towards the seen range: a start-up spike is not the series'
+   normal range.
 
 The typical-error scales are EWMAs started at zero, so they are divided by their weight sum (as in Adam's
 bias correction): otherwise every sample of the first ~100 looks hugely surprising, and that start-up junk
@@ -87,6 +89,10 @@ class DetectorConfig:
     record_floor: float = 0.7
     #: A value beyond the seen range by more than this fraction of the range scores 1.
     range_tolerance: float = 0.05
+    #: The first samples of a series are start-up transients (the agent's own start-up load, a counter's
+    #: first delta): they are scored, but they do not widen the seen range. Otherwise one start-up spike
+    #: would hide every later overload below it from range novelty for the life of the series.
+    range_startup: int = 20
     #: Switches for the individual signals (for ablations; all on by default).
     use_range: bool = True
     use_season: bool = True
@@ -222,10 +228,11 @@ class AnomalyDetector:
         if c.use_range and self._max > self._min:
             tol = (self._max - self._min) * c.range_tolerance
             novel = x > self._max + tol or x < self._min - tol
-        if x < self._min:
-            self._min = x
-        if x > self._max:
-            self._max = x
+        if self._n > c.range_startup:
+            if x < self._min:
+                self._min = x
+            if x > self._max:
+                self._max = x
         if novel and self._n >= c.learn:
             score = 1.0
         res = Score(score, tail, novel, step_raw, level_raw, season_raw)
