@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = ROOT / "bench" / "results"
@@ -20,6 +21,7 @@ def main() -> None:
     off, ovh, fo, img, obs, nab, to = (load(n) for n in (
         "offload", "overhead", "failover", "images", "observe_overhead", "nab_eval", "timeouts"))
     strict = nab.get("fa_le_13pct_operating_point", {})
+    low: dict[str, Any] = next((r for r in nab.get("static_sweep", []) if r["theta"] == 1.0), {})
     rows = []
     for profile, v in to.items():
         if not isinstance(v, dict) or "adaptive" not in v:
@@ -60,6 +62,8 @@ def main() -> None:
         "NAB_STATIC_WIN": str(nab["static_windows_detected"]),
         "NAB_DELAY": f"{nab.get('mean_delay_common_s', 0):.0f}", "NAB_SDELAY": f"{nab.get('static_mean_delay_common_s', 0):.0f}",
         "NAB_US": f"{nab['us_per_sample']:.1f}",
+        "NAB_LOW_EARLY": str(low.get("static_earlier")), "NAB_OUR_EARLY": str(low.get("updraft_earlier")),
+        "NAB_LOW_FA": f"{100 * low.get('false_alarm_rate', 0):.0f} %",
     }
     text = re.sub("|".join(sorted(values, key=len, reverse=True)), lambda m: values[m.group(0)], template)
     readme = (ROOT / "README.md").read_text()
