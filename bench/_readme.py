@@ -21,6 +21,7 @@ def main() -> None:
     off, ovh, fo, img, obs, nab, to = (load(n) for n in (
         "offload", "overhead", "failover", "images", "observe_overhead", "nab_eval", "timeouts"))
     strict = nab.get("fa_le_13pct_operating_point", {})
+    ol: dict[str, Any] = load("overload_lead")["thresholds"]["75"]
     low: dict[str, Any] = next((r for r in nab.get("static_sweep", []) if r["theta"] == 1.0), {})
     rows = []
     for profile, v in to.items():
@@ -62,6 +63,10 @@ def main() -> None:
         "NAB_STATIC_WIN": str(nab["static_windows_detected"]),
         "NAB_DELAY": f"{nab.get('mean_delay_common_s', 0):.0f}", "NAB_SDELAY": f"{nab.get('static_mean_delay_common_s', 0):.0f}",
         "NAB_US": f"{nab['us_per_sample']:.1f}",
+        "OL_SUSTAINED": str(ol["episodes_gradual"] + ol["episodes_jump"]),
+        "OL_JUMP": str(ol["episodes_jump"]), "OL_EARLIER": str(ol["predictive_earlier_pct"]),
+        "OL_LATER": str(ol["predictive_later_pct"]), "OL_SPIKES": str(ol["spikes"]),
+        "OL_SPIKES_HELD": str(ol["spikes"] - ol["predictive_spikes_acted"]),
         "NAB_LOW_EARLY": str(low.get("static_earlier")), "NAB_OUR_EARLY": str(low.get("updraft_earlier")),
         "NAB_LOW_FA": f"{100 * low.get('false_alarm_rate', 0):.0f} %",
     }
