@@ -127,6 +127,13 @@ def test_a_start_up_spike_does_not_hide_later_overloads_from_range_novelty() -> 
     assert not [hidden.update_detail(t * 60.0, v) for t, v in enumerate(values)][-1].novel_range
 
 
+def test_detector_config_rejects_windows_that_cannot_work() -> None:
+    with pytest.raises(ValueError, match="range_startup"):
+        DetectorConfig(range_startup=300)  # the range would be empty when novelty starts
+    with pytest.raises(ValueError, match="avg <= history"):
+        DetectorConfig(avg=100, history=50)
+
+
 def test_record_gating_damps_smaller_repeats_but_not_a_bigger_excursion() -> None:
     # a big excursion, then five smaller ones ~3.5 days apart: only the first is news for this series
     values = noisy(1500, 100.0, 2.0, seed=1) + noisy(40, 125.0, 2.0, seed=10) + noisy(1000, 100.0, 2.0, seed=20)
@@ -198,7 +205,7 @@ def _times(steps: list[tuple[float, float]]) -> list[tuple[float, float]]:
 def test_appending_samples_never_changes_earlier_scores(
     prefix: list[tuple[float, float]], more: list[tuple[float, float]]
 ) -> None:
-    cfg = DetectorConfig(learn=20, history=50, avg=5, reestimate=10, record_floor=0.3)
+    cfg = DetectorConfig(learn=20, history=50, avg=5, reestimate=10, record_floor=0.3, range_startup=5)
     series = _times(prefix + more)
     k = len(prefix)
 

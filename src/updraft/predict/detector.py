@@ -98,6 +98,12 @@ class DetectorConfig:
     use_season: bool = True
     use_level: bool = True
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.avg <= self.history or self.learn < 1 or self.reestimate < 1:
+            raise ValueError("need 1 <= avg <= history, learn >= 1 and reestimate >= 1")
+        if not 0 <= self.range_startup < self.learn:
+            raise ValueError("range_startup must be >= 0 and below learn (range novelty starts after learn)")
+
 
 def _squash(err: float, scale: float, k: float) -> float:
     """Map ``err`` typical errors to [0, 1): a smooth, saturating surprise."""
