@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import _common  # noqa: F401  (import path)
-from _common import ROOT, table, write_results
+from _common import table, write_results
+from nab_eval import DEFAULT_NAB
 
 from updraft.predict import OverloadPredictor
 from updraft.scheduler import Policy
 
-DEFAULT_NAB = ROOT.parent / "shared" / "data" / "nab"
 THRESHOLDS = (75.0, 90.0)
 HORIZON = 30  # samples (seconds at one sample per heartbeat); the policy's default horizon_seconds
 WARMUP = 30  # crossings before the fits have seen this many samples are not counted
