@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from updraft.errors import ValidationError
-from updraft.model.quantity import parse_cpu, parse_memory
+from updraft.model.limits import (
+    MAX_LOG_LINES,
+    MAX_NAMES,
+    MAX_RUNNING,
+    MAX_TAINTS,
+    Count,
+    Images,
+    LabelKey,
+    Labels,
+    Line,
+    Percent,
+    Tags,
+    TaskId,
+    Text,
+    Timestamp,
+)
+from updraft.model.quantity import check_extended_name, parse_cpu, parse_memory
 from updraft.model.spec import Taint, TaskSpec
+from updraft.model.state import Capacity
 
 
 class _Body(BaseModel):
@@ -16,8 +33,35 @@ class _Body(BaseModel):
 
 
 class CapacitySpec(_Body):
+    """cpu and memory quantities; any other key is an extended resource count (``"nvidia.com/gpu": 2``)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, int] = Field(init=False)
+
     cpu: str
     memory: str
+
+    @model_validator(mode="after")
+    def _extended(self) -> CapacitySpec:
+        for name, count in self.extended.items():
+            problem = check_extended_name(name)
+            if problem is not None:
+                raise ValueError(problem)
+            if count < 0:
+                raise ValueError(f"{name}: extended resource capacity must be ≥ 0, got {count}")
+        return self
+
+    @property
+    def extended(self) -> dict[str, int]:
+        return self.__pydantic_extra__ or {}
+
+    def to_capacity(self) -> Capacity:
+        """The parsed capacity a Node stores (fields named as the errors name them: capacity.cpu, …)."""
+        return Capacity(
+            cpu_millis=parse_cpu(self.cpu, "capacity.cpu"),
+            memory_bytes=parse_memory(self.memory, "capacity.memory"),
+            extended={k: v for k, v in sorted(self.extended.items()) if v > 0},
+        )
 
     @field_validator("cpu")
     @classmethod
@@ -43,22 +87,26 @@ class CapacitySpec(_Body):
 
 
 class NodeRegistration(_Body):
-    labels: dict[str, str] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list)
-    taints: list[Taint] = Field(default_factory=list)
+    labels: Labels = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=list)
+    taints: list[Taint] = Field(default_factory=list, max_length=MAX_TAINTS)
     capacity: CapacitySpec
-    cpuset: str | None = None
-    address: str | None = None
-    images: list[str] = Field(default_factory=list)
+    cpuset: str | None = Field(default=None, max_length=256, pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
+    address: Line | None = Field(default=None, max_length=2048)
+    images: Images = Field(default_factory=list)
 
 
 class Heartbeat(_Body):
-    cpu_pct: float = Field(ge=0, le=1000)
-    memory_pct: float = Field(ge=0, le=1000)
-    running: list[tuple[str, int]] = Field(default_factory=list, description="(task id, token) pairs running")
-    images: list[str] | None = Field(default=None, description="sent when the set changes")
-    bandwidth: float | None = Field(default=None, ge=0, description="measured image pull rate, bytes/s")
-    sent_at: float | None = None
+    cpu_pct: Percent
+    memory_pct: Percent
+    running: list[tuple[TaskId, Count]] = Field(
+        default_factory=list, max_length=MAX_RUNNING, description="(task id, token) pairs running"
+    )
+    images: Images | None = Field(default=None, description="sent when the set changes")
+    bandwidth: float | None = Field(
+        default=None, ge=0, le=1e15, allow_inf_nan=False, description="measured image pull rate, bytes/s"
+    )
+    sent_at: Timestamp | None = None
 
 
 class HeartbeatReply(_Body):
@@ -78,8 +126,8 @@ class ProbeReport(_Body):
     """What an agent's probes found about a running attempt: readiness, and liveness restarts so far."""
 
     ready: bool | None = None
-    restarts: int = Field(default=0, ge=0)
-    message: str = Field(default="", max_length=1024)
+    restarts: Count = 0
+    message: Text = Field(default="", max_length=1024)
 
 
 class Assignments(_Body):
@@ -91,37 +139,37 @@ class AttemptReport(_Body):
     """What an agent says about one attempt. ``exited`` carries the result."""
 
     state: Literal["running", "exited", "error"]
-    container_id: str | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    exit_code: int | None = None
+    container_id: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     oom_killed: bool = False
-    error: str | None = Field(default=None, max_length=4096)
-    log_tail: str = Field(default="", max_length=65536)
-    image_digest: str | None = None
+    error: Text | None = Field(default=None, max_length=4096)
+    log_tail: Text = Field(default="", max_length=65536)
+    image_digest: str | None = Field(default=None, max_length=512, pattern=r"^[A-Za-z0-9._:/@+-]+$")
 
 
 class LogLine(_Body):
     stream: Literal["stdout", "stderr"] = "stdout"
-    at: float
-    data: str = Field(max_length=65536)
+    at: Timestamp
+    data: Text = Field(max_length=65536)
 
 
 class LogBatch(_Body):
-    lines: list[LogLine] = Field(max_length=10000)
+    lines: list[LogLine] = Field(max_length=MAX_LOG_LINES)
 
 
 class LabelChange(_Body):
-    set: dict[str, str] = Field(default_factory=dict)
-    remove: list[str] = Field(default_factory=list)
+    set: Labels = Field(default_factory=dict)
+    remove: list[LabelKey] = Field(default_factory=list, max_length=MAX_NAMES)
 
 
 class TaintChange(_Body):
-    add: list[Taint] = Field(default_factory=list)
-    remove: list[str] = Field(default_factory=list, description="taint keys to remove")
+    add: list[Taint] = Field(default_factory=list, max_length=MAX_TAINTS)
+    remove: list[LabelKey] = Field(default_factory=list, max_length=MAX_NAMES, description="taint keys to remove")
 
 
 class SubmitRequest(TaskSpec):
     """A task spec; the idempotency key may come in the body or the ``Idempotency-Key`` header."""
 
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: Line | None = Field(default=None, min_length=1, max_length=200)

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from updraft.errors import ValidationError
-from updraft.model.quantity import parse_cpu, parse_memory
+from updraft.model.limits import (
+    MAX_TAINTS,
+    MAX_VOLUMES,
+    Args,
+    Env,
+    LabelKey,
+    Labels,
+    LabelValue,
+    Line,
+    NodeName,
+    OptionalLabelKey,
+    Seconds,
+)
+from updraft.model.quantity import check_extended_name, parse_cpu, parse_memory
 
 # Docker's reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -22,7 +36,6 @@ IMAGE_REF = re.compile(
     rf"^(?P<name>{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>[\w][\w.-]{{0,127}}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
 
 
 class Effect(StrEnum):
@@ -36,8 +49,8 @@ class _Strict(BaseModel):
 
 
 class Taint(_Strict):
-    key: str = Field(min_length=1, max_length=253)
-    value: str = ""
+    key: LabelKey
+    value: LabelValue = ""
     effect: Effect = Effect.NO_SCHEDULE
 
     def __str__(self) -> str:
@@ -55,9 +68,9 @@ class Taint(_Strict):
 
 
 class Toleration(_Strict):
-    key: str = ""
+    key: OptionalLabelKey = ""
     operator: Literal["Equal", "Exists"] = "Equal"
-    value: str = ""
+    value: LabelValue = ""
     effect: Effect | None = None
 
     @model_validator(mode="after")
@@ -70,6 +83,12 @@ class Toleration(_Strict):
 
 
 class ResourceList(_Strict):
+    """cpu and memory as Kubernetes quantities; every other key is an extended resource counted in whole units
+    (``"nvidia.com/gpu": 1``), as in Kubernetes. Parsed values are cached on the (immutable) object."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, int] = Field(init=False)
+
     cpu: str | None = None
     memory: str | None = None
 
@@ -93,13 +112,28 @@ class ResourceList(_Strict):
                 raise ValueError(exc.message.removeprefix("memory: ")) from exc
         return v
 
-    @property
+    @model_validator(mode="after")
+    def _extended_names(self) -> ResourceList:
+        for name, count in self.extended.items():
+            problem = check_extended_name(name)
+            if problem is not None:
+                raise ValueError(problem)
+            if count < 0:
+                raise ValueError(f"{name}: extended resource count must be ≥ 0, got {count}")
+        return self
+
+    @cached_property
     def cpu_millis(self) -> int:
         return parse_cpu(self.cpu) if self.cpu is not None else 0
 
-    @property
+    @cached_property
     def memory_bytes(self) -> int:
         return parse_memory(self.memory) if self.memory is not None else 0
+
+    @property
+    def extended(self) -> dict[str, int]:
+        """Extended resources by name (``{"nvidia.com/gpu": 1}``)."""
+        return self.__pydantic_extra__ or {}
 
 
 class Resources(_Strict):
@@ -114,16 +148,35 @@ class Resources(_Strict):
                 attr = "cpu_millis" if name == "cpu" else "memory_bytes"
                 if getattr(self.requests, attr) > getattr(self.limits, attr):
                     raise ValueError(f"requests.{name} {req} exceeds limits.{name} {lim}")
+        for name, count in self.requests.extended.items():  # Kubernetes: extended requests equal their limits
+            lim = self.limits.extended.get(name)
+            if lim is not None and lim != count:
+                raise ValueError(f"requests.{name} {count} must equal limits.{name} {lim} (extended resource)")
         return self
+
+    @cached_property
+    def _request_cpu(self) -> int:
+        return self.requests.cpu_millis if self.requests.cpu is not None else self.limits.cpu_millis
+
+    @cached_property
+    def _request_memory(self) -> int:
+        return self.requests.memory_bytes if self.requests.memory is not None else self.limits.memory_bytes
+
+    @cached_property
+    def _request_extended(self) -> dict[str, int]:
+        merged = {**self.limits.extended, **self.requests.extended}
+        return {name: n for name, n in sorted(merged.items()) if n > 0}
 
     def request_cpu(self) -> int:
         """Requested millicores; a task that only sets a limit requests its limit (Kubernetes rule)."""
-        return self.requests.cpu_millis if self.requests.cpu is not None else self.limits.cpu_millis
+        return self._request_cpu
 
     def request_memory(self) -> int:
-        if self.requests.memory is not None:
-            return self.requests.memory_bytes
-        return self.limits.memory_bytes
+        return self._request_memory
+
+    def request_extended(self) -> dict[str, int]:
+        """Requested extended resources, positive counts only; a limit alone is the request (Kubernetes rule)."""
+        return self._request_extended
 
 
 class Probe(_Strict):
@@ -136,14 +189,14 @@ class Probe(_Strict):
     """
 
     kind: Literal["http", "tcp", "exec"]
-    path: str = Field(default="/", max_length=2048, description="http: the path to GET")
+    path: Line = Field(default="/", max_length=2048, description="http: the path to GET")
     port: int | None = Field(default=None, ge=1, le=65535, description="http, tcp: the container's port")
-    command: list[str] | None = Field(default=None, description="exec: argv run inside the container")
-    initial_delay_seconds: float = Field(default=0.0, ge=0)
-    period_seconds: float = Field(default=10.0, gt=0)
-    timeout_seconds: float = Field(default=1.0, gt=0)
-    failure_threshold: int = Field(default=3, ge=1)
-    success_threshold: int = Field(default=1, ge=1)
+    command: Args | None = Field(default=None, description="exec: argv run inside the container")
+    initial_delay_seconds: Seconds = 0.0
+    period_seconds: Seconds = Field(default=10.0, gt=0)
+    timeout_seconds: Seconds = Field(default=1.0, gt=0)
+    failure_threshold: int = Field(default=3, ge=1, le=10000)
+    success_threshold: int = Field(default=1, ge=1, le=10000)
 
     @model_validator(mode="after")
     def _target(self) -> Probe:
@@ -156,36 +209,96 @@ class Probe(_Strict):
         return self
 
 
-LabelMap = Annotated[dict[str, str], Field(max_length=64)]
+LabelMap = Labels
+
+Operator = Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+
+
+class NodeSelectorRequirement(_Strict):
+    """One expression on a node label, with Kubernetes' semantics: ``NotIn`` and ``DoesNotExist`` match a node
+    without the label; ``Gt``/``Lt`` compare the label as an integer and never match a non-integer label."""
+
+    key: str = Field(min_length=1, max_length=317)
+    operator: Operator
+    values: list[str] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> NodeSelectorRequirement:
+        op, values = self.operator, self.values
+        if op in ("In", "NotIn") and not values:
+            raise ValueError(f"operator {op} needs at least one value (key {self.key!r})")
+        if op in ("Exists", "DoesNotExist") and values:
+            raise ValueError(f"operator {op} takes no values (key {self.key!r})")
+        if op in ("Gt", "Lt") and (len(values) != 1 or not re.fullmatch(r"-?\d{1,18}", values[0])):
+            raise ValueError(f"operator {op} needs exactly one integer value (key {self.key!r}), got {values}")
+        return self
+
+
+class NodeSelectorTerm(_Strict):
+    """Its expressions are ANDed; an empty term matches no node (as in Kubernetes)."""
+
+    matchExpressions: list[NodeSelectorRequirement] = Field(default_factory=list, max_length=32)
+
+
+class NodeSelector(_Strict):
+    """Its terms are ORed."""
+
+    nodeSelectorTerms: list[NodeSelectorTerm] = Field(min_length=1, max_length=16)
+
+
+class PreferredSchedulingTerm(_Strict):
+    weight: int = Field(ge=1, le=100)
+    preference: NodeSelectorTerm
+
+
+class NodeAffinity(_Strict):
+    requiredDuringSchedulingIgnoredDuringExecution: NodeSelector | None = None
+    preferredDuringSchedulingIgnoredDuringExecution: list[PreferredSchedulingTerm] = Field(
+        default_factory=list, max_length=16
+    )
+
+
+class Affinity(_Strict):
+    """Kubernetes' field names, so a pod's ``affinity.nodeAffinity`` block can be pasted as it is."""
+
+    nodeAffinity: NodeAffinity | None = None
 
 
 class TaskSpec(_Strict):
     """A containerized task. ``origin`` is the node it was submitted from (None: anywhere)."""
 
     image: str = Field(min_length=1, max_length=512)
-    command: list[str] | None = None
-    args: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    workdir: str | None = None
+    command: Args | None = None
+    args: Args | None = None
+    env: Env = Field(default_factory=dict)
+    secret_env: Env = Field(
+        default_factory=dict,
+        description="environment variables whose values are secret: set in the container like env, returned "
+        "only to admins (others see '<redacted>'), never logged",
+    )
+    workdir: Line | None = Field(default=None, max_length=4096)
     resources: Resources = Resources()
     node_selector: LabelMap = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
+    affinity: Affinity | None = Field(default=None, description="node affinity: required and preferred terms")
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_TAINTS)
     priority: int = Field(default=0, ge=-1000, le=1000)
     offloadable: bool = True
-    origin: str | None = Field(default=None, min_length=1, max_length=253)
-    timeout: float | None = Field(default=None, gt=0, description="seconds before the container is stopped")
+    origin: NodeName | None = None
+    timeout: Seconds | None = Field(default=None, gt=0, description="seconds before the container is stopped")
     max_retries: int = Field(default=0, ge=0, le=100)
     labels: LabelMap = Field(default_factory=dict)
-    reschedule_after: float | None = Field(
-        default=None, ge=0, description="seconds a node may be unreachable before its task drifts"
+    reschedule_after: Seconds | None = Field(
+        default=None, description="seconds a node may be unreachable before its task drifts"
     )
     on_disconnect: Literal["keep", "stop"] = Field(
         default="keep", description="keep: run on while cut off (edge autonomy); stop: self-fence"
     )
-    stop_after: float | None = Field(
+    stop_after: Seconds | None = Field(
         default=None, gt=0, description="with on_disconnect=stop: seconds cut off before the agent stops it"
     )
-    volumes: list[str] = Field(default_factory=list, max_length=16, description="host:container[:ro]")
+    volumes: list[Annotated[Line, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=list, max_length=MAX_VOLUMES, description="host:container[:ro]"
+    )
     liveness_probe: Probe | None = Field(default=None, description="failing it restarts the container")
     readiness_probe: Probe | None = Field(default=None, description="its verdict is the attempt's ready flag")
 
@@ -196,29 +309,20 @@ class TaskSpec(_Strict):
             raise ValueError(f"{v!r} is not a valid image reference (name[:tag][@sha256:digest])")
         return v
 
-    @field_validator("labels", "node_selector")
-    @classmethod
-    def _label_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        for key in v:
-            if not _LABEL_KEY.match(key):
-                raise ValueError(f"label key {key!r} is invalid")
-        return v
-
-    @field_validator("env")
-    @classmethod
-    def _env_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        for key in v:
-            if not key or "=" in key or "\x00" in key:
-                raise ValueError(f"environment variable name {key!r} is invalid")
-        return v
-
     @model_validator(mode="after")
     def _disconnect(self) -> TaskSpec:
         if self.on_disconnect == "stop" and self.stop_after is None:
             raise ValueError("on_disconnect=stop needs stop_after (seconds)")
         if self.liveness_probe is not None and self.liveness_probe.success_threshold != 1:
             raise ValueError("liveness_probe.success_threshold must be 1 (as in Kubernetes)")
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(f"{both[0]!r} is in both env and secret_env")
         return self
+
+    def container_env(self) -> dict[str, str]:
+        """Every variable the container gets: ``env`` and ``secret_env`` together (the agent sets these)."""
+        return {**self.env, **self.secret_env}
 
     def tolerates(self, taint: Taint) -> bool:
         """Kubernetes semantics: an Exists with empty key tolerates every taint; effect None matches all."""
