@@ -13,8 +13,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from updraft import errors
+from updraft.clock import FakeClock
 from updraft.control import create_app
 from updraft.model import TaskState
+from updraft.net import HttpClient, RetryPolicy
 from updraft.sdk import AsyncClient, Client
 from updraft.settings import ServerSettings
 
@@ -136,3 +138,39 @@ def test_async_client_over_asgi_transport(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     app.state.service.store.close()
+
+
+class Backpressure(httpx.BaseTransport):
+    """In front of the app: submits meet the given fates in turn ("refuse": 429 before the app sees it; "lose":
+    the app stores it, then the answer is replaced by a 503), with ``Retry-After: 1``; then pass through."""
+
+    def __init__(self, inner: httpx.BaseTransport, *fates: str) -> None:
+        self.inner, self.fates = inner, list(fates)
+        self.submits: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "POST" or request.url.path != "/v1/tasks":
+            return self.inner.handle_request(request)
+        self.submits.append(request)
+        fate = self.fates.pop(0) if self.fates else "pass"
+        if fate == "refuse":
+            return httpx.Response(429, headers={"Retry-After": "1"}, json={"code": "busy", "message": "full"})
+        answer = self.inner.handle_request(request)
+        if fate == "lose":
+            answer.read()
+            return httpx.Response(503, headers={"Retry-After": "1"}, json={"code": "unavailable", "message": "lost"})
+        return answer
+
+
+def test_submit_refused_and_answer_lost_is_retried_with_its_key_and_stored_once(app: FastAPI) -> None:
+    with TestClient(app) as tc:
+        gate = Backpressure(tc._transport, "refuse", "refuse", "lose")
+        clock = FakeClock()
+        with Client(http=HttpClient(SERVER, transport=gate, clock=clock, retry=RetryPolicy(max_retries=5))) as c:
+            t0 = clock.monotonic()
+            task = c.submit(image="busybox")
+            assert clock.monotonic() - t0 >= 3.0  # three waits of at least Retry-After
+            assert len(gate.submits) == 4
+            assert len({r.headers["Idempotency-Key"] for r in gate.submits}) == 1
+            assert [t.id for t in c.list()] == [task.id]  # the lost answer's task, returned by the retry
+            assert [e.kind for e in c.events(task.id)].count("submitted") == 1

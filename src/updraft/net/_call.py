@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 
 from updraft import errors
+from updraft.clock import Clock
 from updraft.net.endpoints import Endpoint, EndpointSet
-from updraft.net.retry import RetryPolicy
+from updraft.net.retry import RetryPolicy, parse_retry_after
 from updraft.net.rtt import RttTicket
 
 log = logging.getLogger("updraft.net")
@@ -29,6 +30,7 @@ _BY_STATUS: dict[int, type[errors.UpdraftError]] = {
     409: errors.Conflict,
     413: errors.PayloadTooLarge,
     422: errors.ValidationError,
+    429: errors.Busy,
     502: errors.Unavailable,
     503: errors.Unavailable,
     504: errors.Unavailable,
@@ -57,7 +59,13 @@ def error_from_response(response: httpx.Response) -> errors.UpdraftError:
 
 
 class Call:
-    """State of one ``request()`` across its attempts."""
+    """State of one ``request()`` across its attempts.
+
+    Backpressure: a 429 is a refusal before any work, so it is retried whatever the method, on the *same*
+    endpoint (another route to an overloaded server, or an independent backup, is no answer to "not now"),
+    without benching it (it answered), after the server's ``Retry-After``. A 503 keeps its failover rules;
+    when it carries ``Retry-After``, going back to that endpoint waits at least that long.
+    """
 
     def __init__(
         self,
@@ -69,9 +77,11 @@ class Call:
         safe: bool,
         timeout: float | None,
         wait: float | None,
+        clock: Clock | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.policy = policy
+        self.clock = clock or endpoints.clock
         self.method = method.upper()
         self.path = path
         self.safe = safe
@@ -86,6 +96,8 @@ class Call:
         self._ep: Endpoint | None = None
         self._retried_here = False
         self._ticket: RttTicket | None = None
+        self._retry_after: dict[str, float] = {}  # per endpoint URL: the last Retry-After it sent
+        self._stay: Endpoint | None = None  # set by a refusal (429): the next attempt goes back there
         self.started = 0.0
 
     @property
@@ -97,12 +109,13 @@ class Call:
         """Pick the endpoint for the next attempt and the backoff to sleep before sending to it.
 
         Going to an endpoint this request has not tried needs no backoff — that endpoint has not been
-        asked yet; going back to one already tried sleeps per the policy (full jitter).
+        asked yet; going back to one already tried sleeps per the policy (full jitter), and at least the
+        ``Retry-After`` it last sent. After a refusal (429) the next attempt goes back to the same endpoint.
         """
-        ep = self.endpoints.pick(exclude=set(self.tried))
+        ep, self._stay = self._stay or self.endpoints.pick(exclude=set(self.tried)), None
         delay = 0.0
         if ep.url in self.tried:
-            delay = self.policy.delay(self._sleeps)
+            delay = self.policy.delay_after(self._sleeps, self._retry_after.get(ep.url))
             self._sleeps += 1
         return ep, delay
 
@@ -129,6 +142,12 @@ class Call:
         """Classify a response: True to return it, False to retry; raises a project error otherwise."""
         ep = self._current()
         status = response.status_code
+        if self.policy.refused_status(status) or self.policy.retryable_status(status):
+            after = parse_retry_after(response.headers.get("Retry-After"), self.clock.now())
+            if after is not None:
+                self._retry_after[ep.url] = after
+        if self.policy.refused_status(status):
+            return self._on_refused(ep, response, now)
         if self.policy.retryable_status(status):
             self.endpoints.record_failure(ep)
             cause = error_from_response(response)
@@ -138,14 +157,28 @@ class Call:
             if not self.safe:
                 raise cause
             raise self.give_up()
+        self._answered(ep, now)
+        if 200 <= status < 300:
+            return True
+        raise error_from_response(response)
+
+    def _on_refused(self, ep: Endpoint, response: httpx.Response, now: float) -> bool:
+        """A 429: the endpoint is alive and did nothing; come back to it later, or raise its answer."""
+        self._answered(ep, now)
+        self.endpoints.record_refusal(ep)
+        cause = error_from_response(response)
+        self._note(ep, f"HTTP {response.status_code}", cause, sent=False)
+        if self._may_retry(sent=False):
+            self._stay = ep
+            return False
+        raise cause  # the server's own answer ("overloaded"), not "no endpoint answered"
+
+    def _answered(self, ep: Endpoint, now: float) -> None:
         if self.adaptive and self.wait is None:
             ep.rtt.observe(now - self.started, retried=self._retried_here, ticket=self._ticket)
         else:
             ep.rtt.answered()
         self.endpoints.record_success(ep)
-        if 200 <= status < 300:
-            return True
-        raise error_from_response(response)
 
     def on_error(self, exc: httpx.HTTPError) -> None:
         """Handle a transport exception: returns to retry, raises otherwise."""

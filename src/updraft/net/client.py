@@ -20,7 +20,9 @@ the server may hold the request ``wait`` seconds, so reads get ``wait + RTO`` wh
 plain RTO; no RTT sample is taken from a long poll either.
 
 Failures that bench an endpoint: connect errors, timeouts, dropped connections and 502/503/504. Other
-4xx/5xx mean the endpoint is up and answered; they are raised, not retried.
+4xx/5xx mean the endpoint is up and answered; they are raised, not retried — except 429, the server's
+"not now" under backpressure: it is retried on the same endpoint after at least its ``Retry-After``
+(see :mod:`updraft.net.retry`), whatever the method, and the endpoint is not benched.
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ class _ClientBase:
     ) -> tuple[Call, dict[str, str]]:
         merged = {**self._headers, **(headers or {})}
         safe = is_idempotent(method, idempotent, merged)
-        call = Call(self._endpoints, self._retry, method, path, safe=safe, timeout=timeout, wait=wait)
+        call = Call(
+            self._endpoints, self._retry, method, path, safe=safe, timeout=timeout, wait=wait, clock=self._clock
+        )
         return call, merged
 
 

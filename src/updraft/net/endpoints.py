@@ -52,7 +52,7 @@ class EndpointStats:
     the next request would get (back-off included). ``requests``: attempts sent here; ``retries``: those
     that were a retry of a request first sent elsewhere or earlier; ``failures``: attempts that failed
     (connect error, timeout, dropped connection, 502/503/504); ``timeouts``: the failures that were
-    timeouts.
+    timeouts; ``refused``: attempts the endpoint answered 429 (backpressure: alive, but "not now").
     """
 
     url: str
@@ -68,6 +68,7 @@ class EndpointStats:
     failures: int
     retries: int
     timeouts: int
+    refused: int = 0
 
 
 class Endpoint:
@@ -102,7 +103,7 @@ class Endpoint:
         self.fails = 0  # failures in the current fail_timeout window
         self.down_until: float | None = None  # set on ban; kept after expiry to mark probation
         self._window_start: float | None = None
-        self.requests = self.failures = self.retries = self.timeouts = 0
+        self.requests = self.failures = self.retries = self.timeouts = self.refused = 0
 
     def __repr__(self) -> str:
         return f"Endpoint({self.to_line()!r})"
@@ -160,6 +161,7 @@ class Endpoint:
             failures=self.failures,
             retries=self.retries,
             timeouts=self.timeouts,
+            refused=self.refused,
         )
 
 
@@ -241,6 +243,11 @@ class EndpointSet:
             if timeout:
                 ep.timeouts += 1
             return ep._record_failure(self._clock.monotonic())
+
+    def record_refusal(self, ep: Endpoint) -> None:
+        """The endpoint answered 429: alive (no ban), but shedding load."""
+        with self._lock:
+            ep.refused += 1
 
     def record_success(self, ep: Endpoint) -> None:
         """The endpoint answered; clears its failure count and any ban."""

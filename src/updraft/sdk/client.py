@@ -1,8 +1,9 @@
 """The Python SDK: ``Client`` and ``AsyncClient`` over the HTTP API.
 
 Errors are the project's own classes, rebuilt from the API's error code (``updraft.errors``); the transport is
-the resilient ``net`` client (endpoint failover, RTT-adaptive timeouts, safe retries). Every submit carries an
-idempotency key, so a retried submit never creates a second task.
+the resilient ``net`` client (endpoint failover, RTT-adaptive timeouts, safe retries, and a server's 429 or
+503 ``Retry-After`` honoured before retrying). Every submit carries an idempotency key, kept across its retries,
+so a retried submit never creates a second task. ``retry=`` sets the policy (budget, backoff, cap).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from updraft.net import AsyncHttpClient, HttpClient
+from updraft.net import AsyncHttpClient, HttpClient, RetryPolicy
 
 if TYPE_CHECKING:
     from updraft.model import Event, Node, Task, TaskSpec
@@ -78,10 +79,11 @@ class Client:
         token: str | None = None,
         transport: httpx.BaseTransport | None = None,
         http: HttpClient | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if http is None and transport is None:
             transport = plain_http_transport(server)
-        self.http = http or HttpClient(server, token=token, transport=transport)
+        self.http = http or HttpClient(server, token=token, transport=transport, retry=retry)
 
     def __enter__(self) -> Client:
         return self
@@ -189,9 +191,13 @@ class AsyncClient:
     """The same operations for asyncio code."""
 
     def __init__(
-        self, server: str = DEFAULT_SERVER, token: str | None = None, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        server: str = DEFAULT_SERVER,
+        token: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        self.http = AsyncHttpClient(server, token=token, transport=transport)
+        self.http = AsyncHttpClient(server, token=token, transport=transport, retry=retry)
 
     async def __aenter__(self) -> AsyncClient:
         return self
