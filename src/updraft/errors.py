@@ -8,7 +8,9 @@
     ├── NotFound                      404 not_found        (unknown task or node)
     ├── Conflict                      409 conflict         (revision moved; illegal transition)
     │   └── StaleToken                409 stale_token      (fencing: a report from a replaced attempt)
-    ├── Unauthorized                  401 unauthorized
+    ├── Unauthorized                  401 unauthorized     (no credential, or not a valid one)
+    ├── Forbidden                     403 forbidden        (a valid credential whose role may not do this)
+    ├── Busy                          429 busy             (admission full: retry after ``retry_after`` s)
     ├── Unavailable                   503 unavailable      (store, Docker or registry not answering)
     │   └── TransportError            503 transport        (client side: no endpoint answered)
     └── ImageError                    422 image            (cannot pull, resolve or verify an image)
@@ -63,6 +65,18 @@ class StaleToken(Conflict):
 class Unauthorized(UpdraftError):
     code = "unauthorized"
     status = 401
+
+
+class Forbidden(UpdraftError):
+    code = "forbidden"
+    status = 403
+
+
+class Busy(UpdraftError):
+    """Backpressure: the server admits no more of this kind of work right now; ``retry_after`` says when to."""
+
+    code = "busy"
+    status = 429
 
 
 class Unavailable(UpdraftError):
