@@ -72,6 +72,20 @@ class ServerSettings(_Settings):
     image_pin_retry_seconds: float = Field(
         default=2.0, gt=0, description="how often tasks waiting for an unreachable registry retry their pin"
     )
+    # -- admission and pacing (README, "Limits") -----------------------------------------------------------
+    max_pending_submits: int = Field(
+        default=256, ge=1, description="submits admitted at once (being validated or committed); more answer 429"
+    )
+    max_pending_tasks: int = Field(
+        default=100_000, ge=1, description="tasks waiting to be placed; beyond it submits answer 429"
+    )
+    max_inflight_reads: int = Field(
+        default=64, ge=1, description="list, event and log reads served at once; more answer 429"
+    )
+    scheduler_batch: int = Field(default=1000, ge=1, description="pending tasks decided per scheduling pass")
+    node_flush_seconds: float = Field(
+        default=30.0, gt=0, description="how often a node's metrics and heartbeat time are written to the store"
+    )
 
 
 class RegistrySettings(_Settings):

@@ -8,7 +8,7 @@ from builders import exited, heartbeat, registration, running, spec
 
 from updraft.clock import FakeClock
 from updraft.control import ControlService
-from updraft.errors import NotFound, StaleToken, ValidationError
+from updraft.errors import Conflict, NotFound, StaleToken, ValidationError
 from updraft.model import NodeState, Task, TaskState
 from updraft.model.api import AttemptReport, LabelChange, LogBatch, LogLine, NodeRegistration, TaintChange
 from updraft.model.spec import Taint
@@ -51,9 +51,12 @@ def test_submit_creates_a_pending_task_with_an_event(service: ControlService, fa
 
 def test_submit_is_idempotent_by_key(service: ControlService) -> None:
     a, created_a = service.submit(spec(), key="k1")
-    b, created_b = service.submit(spec(image="other:1"), key="k1")
+    b, created_b = service.submit(spec(), key="k1")
     assert (created_a, created_b) == (True, False)
-    assert b.id == a.id and b.spec.image == "busybox:1.36"
+    assert b.id == a.id and b == service.task(a.id)
+    with pytest.raises(Conflict) as info:  # the same key with another body is refused, as Stripe does
+        service.submit(spec(image="other:1"), key="k1")
+    assert info.value.details["task_id"] == a.id
     assert len(service.store.list_tasks()) == 1
     c, created_c = service.submit(spec(), key="k2")
     assert created_c and c.id != a.id
@@ -122,6 +125,7 @@ def test_heartbeat_updates_metrics_and_revives(service: ControlService, fake_clo
     service.set_node_state("n1", NodeState.UNREACHABLE, "silent")
     fake_clock.advance(3)
     reply = service.heartbeat("n1", heartbeat(cpu_pct=42))
+    service.writer.flush()  # the revival is written without making the heartbeat wait
     n = service.node("n1")
     assert reply.known and reply.stale == []
     assert n.state == NodeState.READY and n.metrics.cpu_pct == 42 and n.last_heartbeat == fake_clock.now()
@@ -181,7 +185,10 @@ def test_running_then_succeeded(edge: ControlService) -> None:
     assert done.state == TaskState.SUCCEEDED and done.current.exit_code == 0  # type: ignore[union-attr]
     assert done.current.log_tail == "bye\n"  # type: ignore[union-attr]
     assert event(edge, t.id, "succeeded") == "succeeded on edge-1 (exit 0)"
-    assert edge.report(t.id, t.token, exited(1)).state == TaskState.SUCCEEDED  # a late duplicate changes nothing
+    assert edge.report(t.id, t.token, exited(0)) == edge.task(t.id)  # a repeated report is a no-op
+    with pytest.raises(Conflict):  # a different result for a finished attempt is refused
+        edge.report(t.id, t.token, exited(1))  # type: ignore[arg-type]
+    assert edge.task(t.id).current.exit_code == 0  # type: ignore[union-attr]
     assert edge.assignments("edge-1") == []
 
 
@@ -246,6 +253,7 @@ def test_stale_token_is_refused_recorded_and_changes_nothing(edge: ControlServic
         edge.report(t.id, old, exited(0))
     assert info.value.details == {"task_id": t.id, "token": old, "current": current.token}
     assert edge.task(t.id) == current
+    edge.writer.flush()
     stale = [e for e in edge.store.list_events(task_id=t.id) if e.kind == "stale-report"]
     assert len(stale) == 1 and stale[0].token == old
     assert stale[0].message == f"stale report (exited) from token {old} ignored (current token {current.token})"
@@ -278,7 +286,7 @@ def test_cancel(edge: ControlService) -> None:
     assert after.state == TaskState.CANCELLED and after.current.exit_code == 0  # type: ignore[union-attr]
 
 
-def test_drain_requeues_with_the_node_excluded_and_retires_the_token(edge: ControlService) -> None:
+def test_drain_requeues_and_retires_the_token(edge: ControlService) -> None:
     edge.register("edge-2", registration(tags=["edge"]))
     t = placed(edge, origin="edge-1")
     old = t.token
@@ -288,7 +296,7 @@ def test_drain_requeues_with_the_node_excluded_and_retires_the_token(edge: Contr
     n = edge.drain("edge-1")
     assert n.cordoned and n.draining
     r = edge.task(t.id)
-    assert (r.state, r.token, r.node, r.excluded_nodes) == (TaskState.PENDING, None, None, ["edge-1"])
+    assert (r.state, r.token, r.node, r.drifted_from, r.excluded_nodes) == (TaskState.PENDING, None, None, "edge-1", [])
     assert r.attempts[-1].state == TaskState.CANCELLED
     assert event(edge, t.id, "drifted") == "drifted from edge-1: node drained"
     assert edge.assignments("edge-1") == []

@@ -1,4 +1,5 @@
-"""SqliteStore: compare-and-set commits, atomicity, tokens, idempotency keys, events, logs, WAL."""
+"""SqliteStore: compare-and-set commits, group commit, atomicity, counters, idempotency keys, events, logs, WAL,
+isolation of unreadable records, file modes."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from builders import NOW, node, task
 
 from updraft.errors import Conflict
 from updraft.model import Event, TaskState
-from updraft.store import SqliteStore, Txn
+from updraft.store import KeyUse, SqliteStore, Txn
 
 
-def ev(message: str, task_id: str | None = None, kind: str = "note") -> Event:
+def ev(message: str, task_id: str | None = None, kind: str = "submitted") -> Event:
     return Event(at=NOW, kind=kind, message=message, task_id=task_id)
 
 
@@ -25,7 +26,7 @@ def test_fresh_store_is_empty(sqlite_store: SqliteStore) -> None:
     s = sqlite_store
     assert s.revision() == 0
     assert (s.list_nodes(), s.list_tasks(), s.list_events()) == ([], [], [])
-    assert s.get_task("nope") is None and s.get_node("nope") is None and s.task_for_key("k") is None
+    assert s.get_task("nope") is None and s.get_node("nope") is None and s.key_use("k") is None
 
 
 def test_commit_creates_and_stamps_revisions(sqlite_store: SqliteStore) -> None:
@@ -80,53 +81,53 @@ def test_a_failed_compare_writes_nothing_of_the_txn(sqlite_store: SqliteStore) -
         tasks=[(task("new"), 0), (task("a"), 7)],  # the second compare fails
         nodes=[(n1.model_copy(update={"cordoned": True}), n1.revision), (node("n2"), 0)],
         events=[ev("should not appear", "new")],
-        idempotency=("key-1", "new"),
+        idempotency=("key-1", "new", "fp"),
     )
     with pytest.raises(Conflict):
         s.commit(txn)
     assert (s.revision(), count(s, "events"), count(s, "idempotency")) == before
     assert s.get_task("new") is None and s.get_node("n2") is None
     assert s.get_node("n1").cordoned is False  # type: ignore[union-attr]
-    assert s.task_for_key("key-1") is None
+    assert s.key_use("key-1") is None
 
 
-def test_next_tokens_strictly_increase_across_reopen(tmp_path: Path) -> None:
+def test_counters_strictly_increase_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "db" / "updraft.db"  # the parent directory is created
     s = SqliteStore(path)
     first = s.next_tokens(3)
-    second = s.next_tokens(1)
-    seqs = [s.next_seq(), s.next_seq()]
+    s.commit(Txn(events=[ev("uses token 9 and seq 4")], counters={"token": 9, "seq": 4}))
+    s.commit(Txn(events=[ev("a floor never lowers a counter")], counters={"token": 5}))
     s.close()
     s = SqliteStore(path)
-    third = s.next_tokens(2)
-    assert first == [1, 2, 3] and second == [4] and third == [5, 6]
-    assert seqs == [1, 2] and s.next_seq() == 3
+    assert first == [1, 2, 3] and (s.counter("token"), s.counter("seq")) == (9, 4)
+    assert s.next_tokens(2) == [10, 11]
     s.close()
 
 
 def test_data_survives_reopen(tmp_path: Path) -> None:
     s = SqliteStore(tmp_path / "u.db")
-    s.commit(Txn(tasks=[(task("a"), 0)], events=[ev("hello", "a")], idempotency=("k", "a")))
+    s.commit(Txn(tasks=[(task("a"), 0)], events=[ev("hello", "a")], idempotency=("k", "a", "fp")))
     s.close()
     s = SqliteStore(tmp_path / "u.db", durable=True)
-    assert s.revision() == 1 and s.get_task("a") is not None and s.task_for_key("k") == "a"
+    assert s.revision() == 1 and s.get_task("a") is not None and s.key_use("k") == KeyUse("a", "fp")
     assert [e.message for e in s.list_events()] == ["hello"]
     s.close()
 
 
 def test_idempotency_key(sqlite_store: SqliteStore) -> None:
     s = sqlite_store
-    s.commit(Txn(tasks=[(task("a"), 0)], idempotency=("submit-1", "a")))
-    assert s.task_for_key("submit-1") == "a"
-    assert s.task_for_key("submit-2") is None
+    s.commit(Txn(tasks=[(task("a"), 0)], idempotency=("submit-1", "a", "fp-a")))
+    assert s.key_use("submit-1") == KeyUse("a", "fp-a")
+    assert s.key_use("submit-2") is None
 
 
 def test_a_reused_idempotency_key_conflicts_and_writes_nothing(sqlite_store: SqliteStore) -> None:
     s = sqlite_store
-    s.commit(Txn(tasks=[(task("a"), 0)], idempotency=("submit-1", "a")))
-    with pytest.raises(Conflict):
-        s.commit(Txn(tasks=[(task("b"), 0)], idempotency=("submit-1", "b"), events=[ev("dup", "b")]))
-    assert s.get_task("b") is None and s.task_for_key("submit-1") == "a" and s.revision() == 1
+    s.commit(Txn(tasks=[(task("a"), 0)], idempotency=("submit-1", "a", "fp-a")))
+    with pytest.raises(Conflict) as info:
+        s.commit(Txn(tasks=[(task("b"), 0)], idempotency=("submit-1", "b", "fp-b"), events=[ev("dup", "b")]))
+    assert info.value.details == {"key": "submit-1", "task_id": "a", "fingerprint": "fp-a"}
+    assert s.get_task("b") is None and s.key_use("submit-1") == KeyUse("a", "fp-a") and s.revision() == 1
     assert s.list_events() == []
 
 
@@ -157,7 +158,14 @@ def test_list_nodes_sorted_by_name(sqlite_store: SqliteStore) -> None:
 def test_events_listing(sqlite_store: SqliteStore) -> None:
     s = sqlite_store
     s.commit(Txn(events=[ev("one", "a"), ev("two", "b")]))
-    s.commit(Txn(events=[ev("three", "a", kind="x"), Event(at=NOW, kind="node", message="four", node="n1", token=9)]))
+    s.commit(
+        Txn(
+            events=[
+                ev("three", "a", kind="started"),
+                Event(at=NOW, kind="node-ready", message="four", node="n1", token=9, code="c"),
+            ]
+        )
+    )
     every = s.list_events()
     assert [e.message for e in every] == ["one", "two", "three", "four"]
     assert [e.id for e in every] == sorted(e.id for e in every) and len({e.id for e in every}) == 4
@@ -165,7 +173,7 @@ def test_events_listing(sqlite_store: SqliteStore) -> None:
     assert [e.message for e in s.list_events(after=every[1].id)] == ["three", "four"]
     assert [e.message for e in s.list_events(limit=1)] == ["one"]
     last = every[-1]
-    assert (last.node, last.token, last.task_id, last.at) == ("n1", 9, None, NOW)
+    assert (last.node, last.token, last.task_id, last.at, last.code) == ("n1", 9, None, NOW, "c")
 
 
 def test_logs_listing(sqlite_store: SqliteStore) -> None:
@@ -204,3 +212,39 @@ def test_a_second_connection_sees_committed_data(tmp_path: Path) -> None:
     assert b.next_tokens(1) == [1] and a.next_tokens(1) == [2]
     a.close()
     b.close()
+
+
+def test_group_commit_fails_only_the_txn_whose_compare_failed(sqlite_store: SqliteStore) -> None:
+    s = sqlite_store
+    s.commit(Txn(tasks=[(task("a"), 0)]))
+    results = s.commit_many(
+        [
+            Txn(tasks=[(task("b"), 0)], events=[ev("b created", "b")]),
+            Txn(tasks=[(task("a"), 0)], events=[ev("must not appear", "a")]),  # a exists: compare fails
+            Txn(tasks=[(task("c"), 0)]),
+        ]
+    )
+    assert results[0] == 2 and isinstance(results[1], Conflict) and results[2] == 3
+    assert {t.id for t in s.list_tasks()} == {"a", "b", "c"}
+    assert [e.message for e in s.list_events()] == ["b created"]
+    assert s.revision() == 3
+
+
+def test_an_unreadable_record_is_isolated_not_fatal(sqlite_store: SqliteStore) -> None:
+    s = sqlite_store
+    s.commit(Txn(tasks=[(task("good"), 0), (task("bad"), 0)], nodes=[(node("n1"), 0), (node("n2"), 0)]))
+    s._db.execute("UPDATE tasks SET data = '{\"id\": \"bad\", \"spec\": null}' WHERE id = 'bad'")
+    s._db.execute("UPDATE nodes SET data = 'not json' WHERE name = 'n2'")
+    assert [t.id for t in s.list_tasks()] == ["good"]
+    assert s.get_task("bad") is None and [n.name for n in s.list_nodes()] == ["n1"]
+    assert s.broken() == ["bad", "n2"]
+
+
+def test_the_store_files_are_private(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "private" / "u.db")
+    s.commit(Txn(tasks=[(task("a"), 0)]))
+    s.close()
+    s = SqliteStore(tmp_path / "private" / "u.db")
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "private" / "u.db").stat().st_mode & 0o777 == 0o600
+    s.close()

@@ -86,6 +86,14 @@ class PhiAccrualDetector:
         self.heartbeat(node)
         self._nodes[node].phase_only = True
 
+    def pause(self, seconds: float) -> None:
+        """The server itself was not listening for ``seconds`` (a stalled process or event loop): heartbeats sent
+        meanwhile could not arrive, so that silence is nobody's fault. Every node's last heartbeat moves forward
+        by the pause, as Cassandra does after a local pause, so a stall of the server never makes healthy nodes
+        look silent."""
+        for hist in self._nodes.values():
+            hist.last += seconds
+
     def forget(self, node: str) -> None:
         self._nodes.pop(node, None)
 

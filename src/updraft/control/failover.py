@@ -1,25 +1,28 @@
 """What the failure detector's reports lead to: node states recorded, then due tasks drifted.
 
 The detector (``detector.py``) only measures; these two passes, run by the server's detector loop, record
-what it says through the service layer and hand the unreachable nodes' tasks back to the scheduler.
+what it says through the service layer and hand the unreachable nodes' tasks back to the scheduler. Both
+read the in-memory state only, so a pass over thousands of nodes costs no store read.
 """
 
 from __future__ import annotations
 
+from updraft.control.core import pinned_to
 from updraft.control.service import ControlService
-from updraft.model import ACTIVE, NodeState
+from updraft.model import ACTIVE, DriftCause, NodeState
 
 
 def check_nodes(service: ControlService) -> None:
     """Ask the failure detector about every node; record what changed. Reporting only."""
-    for node in service.store.list_nodes():
-        if node.name not in service.detector.nodes():
-            service.detector.restart(node.name)  # e.g. after a server restart: grant a fresh grace period
+    d = service.detector
+    known = set(d.nodes())
+    for node in list(service.state.nodes.values()):
+        if node.name not in known:
+            d.restart(node.name)  # e.g. after a server restart: grant a fresh grace period
             continue
-        state = service.detector.state(node.name)
-        if state == node.state or (state == NodeState.READY):
+        state = d.state(node.name)
+        if state == node.state or state == NodeState.READY:
             continue
-        d = service.detector
         service.set_node_state(
             node.name,
             state,
@@ -29,20 +32,26 @@ def check_nodes(service: ControlService) -> None:
 
 
 def drift(service: ControlService) -> int:
-    """Requeue the tasks of unreachable nodes once their wait is over; the scheduler places them."""
+    """Requeue the tasks of unreachable nodes once their wait is over; the scheduler places them.
+
+    A task pinned to the unreachable node (offloadable: false, origin there) stays: no other node may run
+    it, and its agent re-adopts the container when it is back.
+    """
     now = service.clock.now()
     moved = 0
-    for node in service.store.list_nodes():
+    for node in list(service.state.nodes.values()):
         if node.state != NodeState.UNREACHABLE:
             continue
         silence = now - node.last_heartbeat
-        for task in service.store.list_tasks(ACTIVE, node=node.name):
+        for task in service.state.on_node(node.name):
+            if task.state not in ACTIVE or pinned_to(task) == node.name:
+                continue
             wait = task.spec.reschedule_after
             wait = service.settings.reschedule_after if wait is None else wait
             due = now - node.state_since >= wait
             if task.spec.on_disconnect == "stop" and task.spec.stop_after is not None:
                 due = due and silence >= task.spec.stop_after + service.settings.stop_margin
             if due:
-                service.requeue(task, f"drifted from {node.name}: {node.name} unreachable for {silence:.1f} s")
+                service.requeue(task, DriftCause.UNREACHABLE, f"{node.name} unreachable for {silence:.1f} s")
                 moved += 1
     return moved

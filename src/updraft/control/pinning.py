@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from updraft.clock import Clock
 from updraft.errors import Conflict, ImageError
 from updraft.images import Credentials, PinDecision, Pinner, RegistryClient
-from updraft.model import Event, Task, TaskSpec, TaskState
+from updraft.model import Event, EventKind, Task, TaskSpec, TaskState
 from updraft.settings import ServerSettings
 from updraft.store import Txn
 
@@ -66,7 +66,7 @@ def _apply(pinner: Pinner, spec: TaskSpec, d: PinDecision) -> tuple[TaskSpec, di
 
 def decide_pending(service: ControlService) -> list[tuple[Task, PinDecision]]:
     """Ask the registry again for every task waiting on a pin (one request per image). Blocking I/O."""
-    waiting = [t for t in service.store.list_tasks([TaskState.PENDING], limit=100_000) if t.awaiting_pin]
+    waiting = [t for t in service.state.pending() if t.awaiting_pin]
     decided: dict[str, PinDecision] = {}
     out = []
     for task in waiting:
@@ -111,7 +111,7 @@ def _commit(service: ControlService, new: Task, event: tuple[str, str] | None) -
     txn = Txn().put_task(new)
     if event is not None:
         kind, message = event
-        txn.event(Event(at=service.clock.now(), kind=kind, message=message, task_id=new.id))
+        txn.event(Event(at=service.clock.now(), kind=EventKind(kind), message=message, task_id=new.id))
     try:
         service._commit(txn)
     except Conflict:

@@ -8,11 +8,12 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from updraft.clock import Clock, SystemClock
-from updraft.control.api import BodyLimit, build_router, install_error_handlers
+from updraft.control.api import Admission, BodyLimit, build_router, install_error_handlers
 from updraft.control.failover import check_nodes, drift
 from updraft.control.notify import Notifier
 from updraft.control.service import ControlService
@@ -26,44 +27,79 @@ log = logging.getLogger("updraft.server")
 
 Loop = Callable[[ControlService], Coroutine[Any, Any, None]]
 
+PAUSE_SECONDS = 0.5
+"""A detector tick later than this means the server itself stalled; see PhiAccrualDetector.pause."""
+
 
 async def scheduler_loop(service: ControlService) -> None:
-    """Schedule whenever something changed (submit, result, node change), and at least every interval."""
+    """Schedule whenever something changed (submit, result, node change), and at least every interval.
+
+    A pass runs in a worker thread, so the event loop keeps answering while it decides; while placements keep
+    coming and more tasks are eligible, the next batch follows at once.
+    """
     interval = service.settings.scheduler_interval
     seen = service.notifier.version("scheduler")
     while True:
         seen = await service.notifier.wait("scheduler", seen, interval)
-        try:
-            service.schedule_once()
-        except Exception:  # the loop must outlive one bad pass; the error is logged with its trace
-            log.exception("scheduling pass failed")
+        while True:
+            try:
+                plan = await asyncio.to_thread(service.schedule_once)
+            except Exception:  # the loop must outlive one bad pass; the error is logged with its trace
+                log.exception("scheduling pass failed")
+                break
+            if not plan.placements or not service.more_to_schedule():
+                break
+
+
+def _detect(service: ControlService) -> None:
+    check_nodes(service)
+    if drift(service):
+        service.notifier.notify("scheduler")
 
 
 async def detector_loop(service: ControlService) -> None:
-    """Ten times a second: let the detector report node states, then drift what is due."""
+    """Ten times a second: let the detector report node states, then drift what is due (in a worker thread).
+
+    If this loop itself ran late, the server was not listening meanwhile: the detector is told, so that the
+    server's own stall is never taken for its nodes' silence.
+    """
+    clock, tick = service.clock, 0.1
+    last = clock.monotonic()
     while True:
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(tick)
+        late = clock.monotonic() - last - tick
+        if late > PAUSE_SECONDS:
+            log.warning("the server stalled for %.1f s; node silence during the stall is not held against them", late)
+            service.detector.pause(late)
         try:
-            check_nodes(service)
-            if drift(service):
-                service.notifier.notify("scheduler")
+            await asyncio.to_thread(_detect, service)
         except Exception:  # keep detecting; the error is logged with its trace
             log.exception("failure detection pass failed")
+        last = clock.monotonic()
+
+
+async def liveness_flush_loop(service: ControlService) -> None:
+    """Write nodes' metrics and heartbeat times at a slow cadence (heartbeats themselves stay in memory)."""
+    every = service.settings.node_flush_seconds
+    while True:
+        await asyncio.sleep(every / 4)
+        try:
+            await asyncio.to_thread(service.flush_liveness)
+        except Exception:  # keep flushing; the error is logged with its trace
+            log.exception("liveness flush failed")
 
 
 async def image_pin_loop(service: ControlService) -> None:
     """Retry the pins of tasks waiting for a registry that did not answer (image_policy enforce).
 
-    The registry requests run in a worker thread; the outcomes are committed here, in the event loop.
+    The registry requests and the commits run in a worker thread.
     """
-    from updraft.control.pinning import apply_pending, decide_pending
+    from updraft.control.pinning import retry_pins
 
     while True:
         await asyncio.sleep(service.settings.image_pin_retry_seconds)
         try:
-            decisions = await asyncio.to_thread(decide_pending, service)
-            if decisions:
-                apply_pending(service, decisions)
+            await asyncio.to_thread(retry_pins, service)
         except Exception:  # keep retrying; the error is logged with its trace
             log.exception("image pin pass failed")
 
@@ -78,16 +114,19 @@ def create_app(
     clock = clock or SystemClock()
     store = store or SqliteStore(settings.data_dir / "updraft.db")
     service = ControlService(store, settings, clock, Notifier())
-    metrics = ServerMetrics(store, service.policy, clock.now)
+    metrics = ServerMetrics(service.state, service.policy, clock.now)
     service.listeners += [metrics.on_event, EventLog()]
     if tracing.enabled:
-        service.listeners.append(PlacementSpans(tracing, store))
+        service.listeners.append(PlacementSpans(tracing, service.state))
     running: list[asyncio.Task[None]] = []
-    background = [scheduler_loop, detector_loop, image_pin_loop, *(loops or [])]
+    background = [scheduler_loop, detector_loop, liveness_flush_loop, image_pin_loop, *(loops or [])]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.notifier.bind(asyncio.get_running_loop())
+        # Sync routes (store reads, commits) run in these threads; most of their time is spent waiting for the
+        # writer's group commit, so more of them than anyio's default 40 means bigger batches, not more CPU.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = max(64, settings.max_pending_submits)
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(loop(service)) for loop in background]
         running[:] = tasks
         service.notifier.notify("scheduler")
@@ -97,6 +136,8 @@ def create_app(
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        await asyncio.to_thread(service.flush_liveness)
+        service.close()
         tracing.shutdown()
         store.close()
 
@@ -112,9 +153,11 @@ def create_app(
     app.include_router(build_router(service, tracing))
 
     @app.get("/health", tags=["probes"])
-    def health() -> Any:
-        """Liveness: the process answers and its background loops are still running."""
+    async def health() -> Any:
+        """Liveness: the process answers and its background loops and writer are still running (no I/O)."""
         dead = {t.get_name(): "stopped" for t in running if t.done()}
+        if not service.writer.alive():
+            dead["writer"] = "stopped"
         if not dead:
             return {"status": "ok"}
         return JSONResponse({"status": "failing", "problems": dead}, status_code=503)
@@ -125,16 +168,22 @@ def create_app(
         return Response(body, media_type=content_type)
 
     @app.get("/ready", tags=["probes"])
-    def ready() -> Any:
+    async def ready() -> Any:
+        """Readiness: the writer runs and the store answers (read in a worker thread, never on the loop)."""
         problems = {}
+        if not service.writer.alive():
+            problems["writer"] = "stopped"
         try:
-            store.revision()
+            await asyncio.to_thread(store.revision)
         except Exception as exc:  # any failure of the store means not ready
             problems["store"] = str(exc)
         body = {"status": "ready" if not problems else "not ready", "leader": True, "problems": problems}
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        Admission, limits={"submit": settings.max_pending_submits, "read": settings.max_inflight_reads}
+    )
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
 

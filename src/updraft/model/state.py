@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from updraft.errors import Conflict
+from updraft.model.events import DriftCause, EventKind
 from updraft.model.spec import Taint, TaskSpec
 
 
@@ -61,6 +62,9 @@ class _Value(BaseModel):
 class Capacity(_Value):
     cpu_millis: int = Field(ge=1)
     memory_bytes: int = Field(ge=1)
+    extended: dict[str, int] = Field(
+        default_factory=dict, description="countable resources by name, e.g. {'nvidia.com/gpu': 2}"
+    )
 
 
 class NodeMetrics(_Value):
@@ -118,7 +122,12 @@ class Task(_Value):
     attempts: list[Attempt] = Field(default_factory=list)
     retries_used: int = 0
     not_before: float = 0.0
-    excluded_nodes: list[str] = Field(default_factory=list, description="never place again on these")
+    excluded_nodes: list[str] = Field(
+        default_factory=list,
+        description="nodes the scheduler never places this task on; set only explicitly, never by drift or drain",
+    )
+    drifted_from: str | None = Field(default=None, description="the node this pending task was moved off")
+    drift_cause: DriftCause | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
     submitted_seq: int = 0
@@ -141,8 +150,9 @@ class Task(_Value):
 class Event(_Value):
     id: int = 0
     at: float
-    kind: str
+    kind: EventKind
     message: str
+    code: str | None = Field(default=None, description="the decision's reason code, when it has one")
     task_id: str | None = None
     node: str | None = None
     token: int | None = None

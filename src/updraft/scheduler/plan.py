@@ -1,9 +1,17 @@
 """``schedule(snapshot, policy, now) -> Plan``: the whole placement decision, with no I/O.
 
-A pass takes pending tasks in queue order (higher priority first, FIFO within a priority), decides for each
-whether it runs on its origin or is offloaded, and charges the chosen node's committed resources before the
-next task is considered, so one plan never over-commits a node. Nothing is written here: the plan applier
-re-checks the plan against the store and commits it.
+A pass takes pending tasks in queue order (higher priority first, FIFO by ``submitted_seq`` within a priority),
+decides for each whether it runs on its origin or is offloaded, and charges the chosen node's committed
+resources before the next task is considered, so one plan never over-commits a node. Nothing is written here:
+the plan applier re-checks the plan against the store and commits it.
+
+Every decision carries a stable :class:`~updraft.scheduler.reasons.Code` beside its human ``reason``; a task
+that finds no node carries a :class:`~updraft.scheduler.reasons.RejectionSummary` (counts by filter).
+
+Speed: the fleet is a :class:`~updraft.scheduler.index.NodeIndex` (arrays); pass one in the snapshot to keep
+it across passes (see that module for how to maintain it), otherwise one is built from ``snapshot.nodes`` and
+``snapshot.usage`` for the pass. ``limit`` bounds the decisions of one pass: the first due tasks in queue
+order are decided, so however many are pending the oldest of the highest priority is never starved.
 """
 
 from __future__ import annotations
@@ -11,11 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from updraft.model import Node, NodeState, Task, TaskSpec
+import numpy as np
+
+from updraft.model import Node, NodeState, Task
 from updraft.scheduler import filters
+from updraft.scheduler.explain import explain
 from updraft.scheduler.filters import Usage
+from updraft.scheduler.index import Demand, NodeIndex
 from updraft.scheduler.policy import Policy
-from updraft.scheduler.scores import cpu_load_pct, image_note, memory_load_pct, score
+from updraft.scheduler.reasons import Code, RejectionSummary
+from updraft.scheduler.scores import cpu_load_pct, image_note, memory_load_pct, vector_scores
 
 
 @dataclass(frozen=True)
@@ -25,9 +38,11 @@ class Snapshot:
     usage: Mapping[str, Usage]
     revision: int = 0
     forecasts: Mapping[str, str] = field(default_factory=dict)
+    """node → reason, for origins the predictor says will cross a threshold within the horizon."""
     transients: Mapping[str, str] = field(default_factory=dict)
     """node → reason, for origins whose measured excursion over a threshold the predictor calls a spike."""
-    """node → reason, for origins the predictor says will cross a threshold within the horizon."""
+    index: NodeIndex | None = None
+    """when given, the fleet and its usage come from it (``nodes`` and ``usage`` are not read)."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +52,17 @@ class Placement:
     placement: str  # local | offload | anywhere
     reason: str
     score: float
+    code: Code = Code.ANYWHERE_BEST
+    rejections: RejectionSummary | None = None
+    """when kept on its origin because no target fits: why the targets did not."""
 
 
 @dataclass(frozen=True)
 class Deferral:
     task_id: str
     reason: str
+    code: Code = Code.NO_NODE_FITS
+    rejections: RejectionSummary | None = None
 
 
 @dataclass
@@ -59,153 +79,212 @@ def queue_order(tasks: list[Task]) -> list[Task]:
 
 
 def _overloaded(
-    node: Node, usage: Usage, policy: Policy, forecast: str | None, transient: str | None = None
-) -> tuple[bool, str]:
+    node: Node,
+    offloading: bool,
+    usage: Usage,
+    policy: Policy,
+    forecast: str | None,
+    transient: str | None = None,
+) -> tuple[bool, str, Code]:
     """Is the origin over a threshold? Hysteresis: once offloading, stay until `hysteresis` points below.
 
     With the predictive policy, ``forecast`` (a predicted crossing) counts as over, and ``transient`` (the
     measured excursion is a one-sample spike) holds back an offload the measurement alone would trigger.
     """
     cpu, mem = cpu_load_pct(node, usage), memory_load_pct(node, usage)
-    slack = policy.hysteresis if node.offloading else 0.0
+    slack = policy.hysteresis if offloading else 0.0
     committed_cpu = 100.0 * usage.cpu_millis / node.capacity.cpu_millis
     if cpu >= policy.threshold_cpu - slack:
         if transient and committed_cpu < policy.threshold_cpu - slack and not usage.pending_unbounded:
-            return (
-                False,
-                f"held back: origin cpu {cpu:.0f}% ≥ {policy.threshold_cpu:.0f}% looks transient ({transient})",
-            )
+            why = f"held back: origin cpu {cpu:.0f}% ≥ {policy.threshold_cpu:.0f}% looks transient ({transient})"
+            return False, why, Code.HELD_BACK_TRANSIENT
         op = "≥" if cpu >= policy.threshold_cpu else f"≥ {policy.threshold_cpu - slack:.0f}% (hysteresis), threshold"
-        return True, f"origin cpu {cpu:.0f}% {op} {policy.threshold_cpu:.0f}%"
+        return True, f"origin cpu {cpu:.0f}% {op} {policy.threshold_cpu:.0f}%", Code.OFFLOADED_CPU
     if mem >= policy.threshold_memory - slack:
         op = "≥" if mem >= policy.threshold_memory else "≥ (hysteresis)"
-        return True, f"origin memory {mem:.0f}% {op} {policy.threshold_memory:.0f}%"
+        return True, f"origin memory {mem:.0f}% {op} {policy.threshold_memory:.0f}%", Code.OFFLOADED_MEMORY
     if forecast:
-        return True, f"origin predicted to overload: {forecast}"
+        return True, f"origin predicted to overload: {forecast}", Code.OFFLOADED_PREDICTED
     return (
         False,
         f"origin cpu {cpu:.0f}% < {policy.threshold_cpu:.0f}%, memory {mem:.0f}% < {policy.threshold_memory:.0f}%",
+        Code.LOCAL_UNDER_THRESHOLD,
     )
 
 
-def _best(
-    candidates: list[Node], spec: TaskSpec, usage: Mapping[str, Usage], policy: Policy, image_bytes: int | None = None
-) -> tuple[Node | None, float, list[str]]:
-    """The highest-scoring feasible node, its score, and why each other candidate was rejected."""
-    best: Node | None = None
-    best_score = -1.0
-    rejected: list[str] = []
-    for node in sorted(candidates, key=lambda n: n.name):
-        u = usage.get(node.name, Usage())
-        why = filters.check(node, spec, u)
-        if why is not None:
-            rejected.append(f"{node.name}: {why}")
-            continue
-        s = score(node, spec, u, policy, image_bytes)
-        if s > best_score:
-            best, best_score = node, s
-    return best, best_score, rejected
+class _Pass:
+    """One scheduling pass over an index: tentative charges are recorded and taken back at the end."""
+
+    def __init__(self, index: NodeIndex, policy: Policy) -> None:
+        self.index, self.policy = index, policy
+        self.charged: list[tuple[int, Demand]] = []
+        self._targets: np.ndarray | None = None
+
+    def charge(self, row: int, demand: Demand) -> None:
+        self.index.charge(row, demand, 1)
+        self.charged.append((row, demand))
+
+    def revert(self) -> None:
+        for row, demand in reversed(self.charged):
+            self.index.charge(row, demand, -1)
+        self.charged.clear()
+
+    def targets(self) -> np.ndarray:
+        if self._targets is None:
+            self._targets = self.index.tag_mask(self.policy.target_node_tags)
+        return self._targets
+
+    def best(
+        self, task: Task, demand: Demand, restrict: np.ndarray | None, origin: int | None, scope: str
+    ) -> tuple[int | None, float, RejectionSummary | None]:
+        """The best feasible row among ``restrict`` (None: every node) other than ``origin`` and the task's
+        excluded nodes, with its score; or, when there is none, why."""
+        index, policy = self.index, self.policy
+        admit, soft, preferred = index.static(task.spec)
+        feasible = index.fits(admit if restrict is None else admit & restrict, demand)
+        excluded = [r for r in (index.row(n) for n in task.excluded_nodes) if r is not None]
+        feasible[excluded] = False
+        if origin is not None:
+            feasible[origin] = False
+        rows = np.flatnonzero(feasible)
+        if not len(rows):
+            alive = index.a["alive"][: index.size]
+            candidates = alive.copy() if restrict is None else alive & restrict
+            if origin is not None:
+                candidates[origin] = False
+            avoid = np.zeros(index.size, np.bool_)
+            avoid[excluded] = True
+            return None, -1.0, explain(index, task.spec, demand, candidates, avoid, scope)
+        k = policy.nodes_to_score(len(rows), len(index))
+        if k < len(rows):  # kube-scheduler's sampling: a window of k feasible rows from a rotating start
+            start = int(np.searchsorted(rows, index.next_start))
+            rows = np.roll(rows, -start)[:k]
+            index.next_start = int(rows[-1]) + 1
+        scores = vector_scores(index, rows, task.spec, demand, soft, preferred, policy, task.image_size)
+        top = scores.max()
+        ties = rows[scores == top]
+        row = int(ties[0]) if len(ties) == 1 else int(ties[np.argmin(index.ranks()[ties])])
+        return row, float(top), None
 
 
-def schedule(snapshot: Snapshot, policy: Policy, now: float) -> Plan:
-    usage: dict[str, Usage] = dict(snapshot.usage)
+def schedule(snapshot: Snapshot, policy: Policy, now: float, limit: int | None = None) -> Plan:
+    """Decide the due pending tasks in queue order; at most ``limit`` decisions when given."""
+    index = snapshot.index if snapshot.index is not None else NodeIndex(snapshot.nodes.values(), snapshot.usage)
+    index.sync()
+    run = _Pass(index, policy)
+    try:
+        return _decide(snapshot, policy, now, limit, index, run)
+    finally:
+        run.revert()
+
+
+def _decide(
+    snapshot: Snapshot, policy: Policy, now: float, limit: int | None, index: NodeIndex, run: _Pass
+) -> Plan:
     plan = Plan(revision=snapshot.revision)
-    modes: dict[str, bool] = {name: n.offloading for name, n in snapshot.nodes.items()}
+    modes: dict[str, bool] = {}
+    decided = 0
 
-    def place(task: Task, node: Node, kind: str, reason: str, s: float) -> None:
-        usage[node.name] = usage.get(node.name, Usage()).plus(task.spec)
-        plan.placements.append(Placement(task.id, node.name, kind, reason, s))
+    def place(task: Task, row: int, demand: Demand, kind: str, reason: str, s: float, code: Code,
+              rejections: RejectionSummary | None = None) -> None:  # fmt: skip
+        run.charge(row, demand)
+        name = index.node_at(row).name
+        plan.placements.append(Placement(task.id, name, kind, reason, s, code, rejections))
 
-    def note(node: Node, task: Task) -> str:
-        return image_note(node, task.spec, task.image_size, policy)
+    def defer(task: Task, reason: str, code: Code, rejections: RejectionSummary | None = None) -> None:
+        plan.deferrals.append(Deferral(task.id, reason, code, rejections))
+
+    def note(row: int, task: Task) -> str:
+        return image_note(index.node_at(row), task.spec, task.image_size, policy)
 
     for task in queue_order(snapshot.pending):
         if task.not_before > now or task.awaiting_pin:
             continue
+        if limit is not None and decided >= limit:
+            break
+        decided += 1
         spec = task.spec
-        nodes = [n for n in snapshot.nodes.values() if n.name not in task.excluded_nodes]
-        origin = snapshot.nodes.get(spec.origin) if spec.origin else None
+        demand = Demand.of(spec)
+        origin_row = index.row(spec.origin) if spec.origin else None
 
         if spec.origin is None:
-            node, s, rejected = _best(nodes, spec, usage, policy, task.image_size)
-            if node is None:
-                plan.deferrals.append(Deferral(task.id, "no node fits: " + "; ".join(rejected or ["no nodes"])))
+            row, s, why_not = run.best(task, demand, None, None, "nodes")
+            if row is None:
+                assert why_not is not None
+                defer(task, why_not.text(), Code.NO_NODE_FITS, why_not)
             else:
-                place(task, node, "anywhere", f"best node {node.name} (score {s:.2f}; {note(node, task)})", s)
+                name = index.node_at(row).name
+                reason = f"best node {name} (score {s:.2f}; {note(row, task)})"
+                place(task, row, demand, "anywhere", reason, s, Code.ANYWHERE_BEST)
             continue
 
-        if origin is None or spec.origin in task.excluded_nodes:
+        if origin_row is None or spec.origin in task.excluded_nodes:
             if not spec.offloadable:
-                plan.deferrals.append(
-                    Deferral(task.id, f"origin {spec.origin} is not available and the task is not offloadable")
-                )
+                reason = f"origin {spec.origin} is not available and the task is not offloadable"
+                defer(task, reason, Code.PINNED_ORIGIN_UNAVAILABLE)
                 continue
-            targets = [n for n in nodes if n.name != spec.origin]
-            node, s, rejected = _best(targets, spec, usage, policy, task.image_size)
-            if node is None:
-                plan.deferrals.append(Deferral(task.id, "no node fits: " + "; ".join(rejected or ["no nodes"])))
+            row, s, why_not = run.best(task, demand, None, origin_row, "nodes")
+            if row is None:
+                assert why_not is not None
+                defer(task, why_not.text(), Code.NO_NODE_FITS, why_not)
             else:
-                place(
-                    task,
-                    node,
-                    "offload",
-                    f"origin {spec.origin} not available; target {node.name} (score {s:.2f}; {note(node, task)})",
-                    s,
-                )
+                name = index.node_at(row).name
+                reason = f"origin {spec.origin} not available; target {name} (score {s:.2f}; {note(row, task)})"
+                place(task, row, demand, "offload", reason, s, Code.ORIGIN_UNAVAILABLE)
             continue
 
-        origin_usage = usage.get(origin.name, Usage())
-        origin_view = origin.model_copy(update={"offloading": modes[origin.name]})
-        over, why = _overloaded(
-            origin_view,
+        origin = index.node_at(origin_row)
+        origin_usage = index.usage_at(origin_row)
+        mode = modes.get(origin.name, origin.offloading)
+        over, why, code = _overloaded(
+            origin,
+            mode,
             origin_usage,
             policy,
             snapshot.forecasts.get(origin.name),
             snapshot.transients.get(origin.name),
         )
         if origin.state != NodeState.READY:
-            over, why = True, f"origin {origin.name} is {origin.state}"
-        if over != modes[origin.name] and origin.state == NodeState.READY:
+            over, why, code = True, f"origin {origin.name} is {origin.state}", Code.ORIGIN_UNAVAILABLE
+        if over != mode and origin.state == NodeState.READY:
             modes[origin.name] = over
             if over == origin.offloading:  # flipped and back within one pass: nothing to write
                 plan.offload_mode.pop(origin.name, None)
             else:
                 plan.offload_mode[origin.name] = over
-        origin_block = filters.check(origin, spec, origin_usage)
+        block = filters.why(origin, spec, origin_usage)
 
         if not spec.offloadable:
-            if origin_block is None:
-                place(task, origin, "local", f"pinned to origin (offloadable: false); {why}", 0.0)
+            if block is None:
+                place(task, origin_row, demand, "local", f"pinned to origin (offloadable: false); {why}", 0.0,
+                      Code.PINNED)  # fmt: skip
             else:
-                plan.deferrals.append(Deferral(task.id, f"pinned to origin {origin.name}: {origin_block}"))
+                defer(task, f"pinned to origin {origin.name}: {block.text}", Code.PINNED_ORIGIN_BLOCKED)
             continue
 
         if over and policy.enable_offload:
-            targets = [
-                n for n in nodes if n.name != origin.name and filters.carries_target_tag(n, policy.target_node_tags)
-            ]
-            node, s, rejected = _best(targets, spec, usage, policy, task.image_size)
-            if node is not None:
-                place(
-                    task,
-                    node,
-                    "offload",
-                    f"offloaded: {why}; target {node.name} (score {s:.2f}; {note(node, task)})",
-                    s,
-                )
+            row, s, why_not = run.best(task, demand, run.targets(), origin_row, "target nodes")
+            if row is not None:
+                name = index.node_at(row).name
+                reason = f"offloaded: {why}; target {name} (score {s:.2f}; {note(row, task)})"
+                place(task, row, demand, "offload", reason, s, code)
                 continue
-            no_target = "no target fits: " + "; ".join(
-                rejected or [f"no node carries a tag of {policy.target_node_tags}"]
-            )
-            if origin_block is None:
-                place(task, origin, "local", f"kept on origin: {why} but {no_target}", 0.0)
+            assert why_not is not None
+            summary = why_not.text() if why_not.total else f"no node carries a tag of {policy.target_node_tags}"
+            if block is None:
+                reason = f"kept on origin: {why} but no target fits: {summary}"
+                place(task, origin_row, demand, "local", reason, 0.0, Code.KEPT_LOCAL_NO_TARGET, why_not)
             else:
-                plan.deferrals.append(Deferral(task.id, f"waiting: {why}, origin {origin_block}, {no_target}"))
+                reason = f"waiting: {why}, origin {block.text}, no target fits: {summary}"
+                defer(task, reason, Code.WAITING_NO_TARGET, why_not)
             continue
 
-        if origin_block is None:
-            reason = why if policy.enable_offload else f"offload disabled; {why}"
-            place(task, origin, "local", f"local: {reason}", 0.0)
+        if block is None:
+            if not policy.enable_offload:
+                place(task, origin_row, demand, "local", f"local: offload disabled; {why}", 0.0,
+                      Code.LOCAL_OFFLOAD_DISABLED)  # fmt: skip
+            else:
+                place(task, origin_row, demand, "local", f"local: {why}", 0.0, code)
         else:
-            plan.deferrals.append(Deferral(task.id, f"waiting for origin {origin.name}: {origin_block}"))
+            defer(task, f"waiting for origin {origin.name}: {block.text}", Code.WAITING_FOR_ORIGIN)
     return plan

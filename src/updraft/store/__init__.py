@@ -1,6 +1,6 @@
 """Persistence behind a narrow protocol; ``SqliteStore`` is the embedded default."""
 
-from updraft.store.base import LogEntry, Store, Txn
+from updraft.store.base import KeyUse, LogEntry, Store, Txn
 from updraft.store.sqlite import SqliteStore
 
-__all__ = ["LogEntry", "SqliteStore", "Store", "Txn"]
+__all__ = ["KeyUse", "LogEntry", "SqliteStore", "Store", "Txn"]

@@ -1,0 +1,181 @@
+"""The control plane's in-memory view of the cluster: every node, every live task, usage per node.
+
+The store is the truth on disk; this is the same truth in memory, so that answering a heartbeat, listing a
+node's assignments or building a scheduling snapshot costs no store read. Only the writer (``writer.py``)
+changes it, right after each commit, with the values exactly as committed (their new revisions included), so
+a compare-and-set built from what is read here fails only if the store really moved.
+
+Two things live here and not in the store, on purpose (issue: "heartbeats that are cheap and cannot lie"):
+a node's latest metrics and heartbeat time. A heartbeat replaces them in memory; the store sees them when the
+node's state or facts change, and at a slow cadence (``flush_due``), not on every beat.
+
+Live tasks are those not yet terminal. Committed usage per node is recomputed from that node's own live tasks
+whenever one of them changes (a few tasks, not the whole cluster), so it is never re-listed per pass. The
+``epoch`` moves on every change that could let a deferred task fit (a node appears or changes, a task leaves
+a node); a task deferred at the current epoch need not be tried again until it moves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from updraft.model import Node, NodeMetrics, Task, TaskState
+from updraft.scheduler import Usage
+from updraft.store import Store, Txn
+
+_NODE_FACTS = ("labels", "tags", "taints", "capacity", "state", "cordoned", "draining", "cpuset")
+
+
+class ClusterState:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.nodes: dict[str, Node] = {}
+        self.tasks: dict[str, Task] = {}
+        self.by_node: dict[str, dict[str, Task]] = {}
+        self.usage: dict[str, Usage] = {}
+        self.epoch = 0
+        self.deferred_at: dict[str, tuple[int, float]] = {}
+        """task id → (epoch, time) of its last deferral with an unchanged reason."""
+        self.flushed: dict[str, float] = {}
+        """node → last_heartbeat as last written to the store."""
+        self.counters = {"token": 0, "seq": 0}
+        self._pending: dict[str, Task] = {}
+        self._order: list[Task] | None = None
+
+    # -- loading and applying commits ----------------------------------------------------------------
+    def load(self, store: Store) -> None:
+        live = store.list_tasks([TaskState.PENDING, TaskState.SCHEDULED, TaskState.RUNNING], limit=10**9)
+        with self.lock:
+            for node in store.list_nodes():
+                self.nodes[node.name] = node
+                self.flushed[node.name] = node.last_heartbeat
+            for task in live:
+                self._put_task(task)
+            self.counters = {name: store.counter(name) for name in self.counters}
+            self.epoch += 1
+
+    def apply(self, txn: Txn, revision: int) -> None:
+        """Record a committed transaction (called by the writer only)."""
+        with self.lock:
+            for name, floor in txn.counters.items():
+                self.counters[name] = max(self.counters[name], floor)
+            for node, _ in txn.nodes:
+                old = self.nodes.get(node.name)
+                new = node.model_copy(update={"revision": revision})
+                if old is not None and old.last_heartbeat > new.last_heartbeat:
+                    # a heartbeat arrived while this write was in flight: keep the newer liveness facts
+                    new = new.model_copy(update={"metrics": old.metrics, "last_heartbeat": old.last_heartbeat})
+                self.nodes[node.name] = new
+                self.flushed[node.name] = node.last_heartbeat
+                if old is None or any(getattr(old, f) != getattr(new, f) for f in _NODE_FACTS):
+                    self.epoch += 1
+            for task, _ in txn.tasks:
+                self._put_task(task.model_copy(update={"revision": revision}))
+
+    def _put_task(self, task: Task) -> None:
+        old = self.tasks.get(task.id)
+        if old is not None and old.node:
+            on_node = self.by_node.get(old.node, {})
+            on_node.pop(task.id, None)
+            if old.node != task.node or task.state.terminal:
+                self.epoch += 1  # resources freed on old.node
+            self._recount(old.node)
+        if old is not None and old.state == TaskState.PENDING:
+            self._pending.pop(task.id, None)
+            self._order = None
+        if task.state.terminal:
+            self.tasks.pop(task.id, None)
+            self.deferred_at.pop(task.id, None)
+            return
+        self.tasks[task.id] = task
+        if task.state == TaskState.PENDING:
+            self._pending[task.id] = task
+            self._order = None
+        else:
+            self.deferred_at.pop(task.id, None)
+        if task.node:
+            self.by_node.setdefault(task.node, {})[task.id] = task
+            self._recount(task.node)
+
+    def _recount(self, node: str) -> None:
+        usage = Usage()
+        for t in self.by_node.get(node, {}).values():
+            usage = usage.plus(t.spec, started=t.state == TaskState.RUNNING)
+        self.usage[node] = usage
+
+    # -- liveness, in memory ---------------------------------------------------------------------------
+    def heartbeat(self, name: str, metrics: NodeMetrics, at: float) -> Node | None:
+        """A heartbeat's metrics and time, in memory only. Returns the node as it now is."""
+        with self.lock:
+            node = self.nodes.get(name)
+            if node is None:
+                return None
+            node = node.model_copy(update={"metrics": metrics, "last_heartbeat": at})
+            self.nodes[name] = node
+            return node
+
+    def flush_due(self, now: float, every: float) -> list[Node]:
+        """Nodes whose liveness facts were last written more than ``every`` seconds ago."""
+        with self.lock:
+            return [n for n in self.nodes.values() if n.last_heartbeat - self.flushed.get(n.name, 0.0) >= every]
+
+    # -- reads -----------------------------------------------------------------------------------------
+    def node(self, name: str) -> Node | None:
+        return self.nodes.get(name)
+
+    def task(self, task_id: str) -> Task | None:
+        return self.tasks.get(task_id)
+
+    def on_node(self, name: str) -> list[Task]:
+        with self.lock:
+            return list(self.by_node.get(name, {}).values())
+
+    def pending(self) -> list[Task]:
+        """Every pending task in queue order: higher priority first, FIFO within a priority."""
+        with self.lock:
+            if self._order is None:
+                self._order = sorted(self._pending.values(), key=lambda t: (-t.spec.priority, t.submitted_seq))
+            return self._order
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            out = {str(s): 0 for s in (TaskState.PENDING, TaskState.SCHEDULED, TaskState.RUNNING)}
+            for t in self.tasks.values():
+                out[str(t.state)] += 1
+            return out
+
+    def issue(self, name: str, n: int = 1) -> list[int]:
+        """Reserve ``n`` values of a counter (tokens, submit sequence); the txn using them records the floor."""
+        with self.lock:
+            first = self.counters[name] + 1
+            self.counters[name] += n
+            return list(range(first, first + n))
+
+    def mark_deferred(self, task_ids: Iterable[str], now: float) -> None:
+        with self.lock:
+            for task_id in task_ids:
+                self.deferred_at[task_id] = (self.epoch, now)
+
+    # -- the read view metrics and tracing use (same names as the store's) --------------------------------
+    def get_task(self, task_id: str) -> Task | None:
+        return self.tasks.get(task_id)
+
+    def list_nodes(self) -> list[Node]:
+        with self.lock:
+            return sorted(self.nodes.values(), key=lambda n: n.name)
+
+    def list_tasks(
+        self, states: Iterable[TaskState] | None = None, node: str | None = None, limit: int = 1000
+    ) -> list[Task]:
+        """Live tasks only (finished ones are in the store)."""
+        wanted = set(states) if states is not None else None
+        with self.lock:
+            found = [
+                t for t in self.tasks.values()
+                if (wanted is None or t.state in wanted) and (node is None or t.node == node)
+            ]
+        return found[:limit]
