@@ -4,6 +4,10 @@ Every JSON line has the same keys — ``timestamp, level, component, node, task_
 logger, message`` — with ``null`` where a value does not apply, so a shipper's mapping never changes shape.
 ``task_id``, ``attempt`` (the fencing token) and ``trace_id`` come from the record (``extra=``) or, failing
 that, from :func:`log_context`, which a thread or task sets once for the attempt it works on.
+
+A line is one record, whatever the record holds: in ``text`` mode control characters in a message (a newline
+in a name an attacker chose, an ANSI escape, a bidi override) are shown escaped (``\n``, ``\x1b``), and in both
+modes a lone surrogate is replaced, so no value can forge a line or make a record unwritable.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
     from updraft.model import Event
 
 CONTEXT_FIELDS = ("task_id", "attempt", "trace_id")
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # not tab
 _context: contextvars.ContextVar[dict[str, object] | None] = contextvars.ContextVar("updraft_log", default=None)
 
 
@@ -54,7 +60,30 @@ class JsonFormatter(logging.Formatter):
         out["message"] = record.getMessage()
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        line = unsurrogate(json.dumps(out, default=str, ensure_ascii=False))
+        return line.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")  # line breaks to some readers
+
+
+def unsurrogate(text: str) -> str:
+    """``text`` encodable as UTF-8: a lone surrogate becomes ``?`` (the stream would refuse the whole line)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def escape_controls(text: str) -> str:
+    """One line: control characters shown as escapes (``\n``, ``\x1b``, ``\u202e``), surrogates replaced."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), unsurrogate(text))
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, one record per line: the message and its context are escaped (see module doc).
+
+    A traceback (``exc_info``) is appended below as usual — it is written by our code, not chosen by a caller.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        record.ctx = escape_controls(str(getattr(record, "ctx", "")))
+        return super().formatMessage(record)
 
 
 class _TextContext(logging.Filter):
@@ -75,7 +104,8 @@ def setup_logging(fmt: str = "text", level: str = "INFO", component: str = "updr
         handler.setFormatter(JsonFormatter(component, node))
     else:
         prefix = f"{component}[{node}]" if node else component
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {prefix} %(name)s:%(ctx)s %(message)s"))
+        prefix = escape_controls(prefix).replace("%", "%%")
+        handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)-7s {prefix} %(name)s:%(ctx)s %(message)s"))
         handler.addFilter(_TextContext())
     root = logging.getLogger()
     root.handlers[:] = [handler]
