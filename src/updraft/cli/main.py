@@ -10,6 +10,7 @@ import typer
 from updraft.cli.common import DEFAULT, Server, Token, _client, _fail, _list, _note, _pairs
 from updraft.cli.images import register as _register_images
 from updraft.cli.nodes import register as _register_nodes
+from updraft.cli.security import register as _register_security
 
 # Keep httpx from importing its own command-line client (httpx._main: rich, pygments, click): ~65 ms of the
 # start of ``updraft run`` and ~4 MB resident in a long-lived agent, for something no updraft command uses.
@@ -83,10 +84,28 @@ def agent(
         str | None, typer.Option(help="Unrequested CPU: oldest (jobs finish in order) or shared (Kubernetes).")
     ] = None,
     data_dir: Annotated[str | None, typer.Option(help="Where the outbox lives.")] = None,
+    allow_host_path: Annotated[
+        list[str] | None,
+        typer.Option("--allow-host-path", help="A host directory tasks may bind-mount (repeatable; none by default)."),
+    ] = None,
+    refuse_root: Annotated[
+        bool | None, typer.Option("--refuse-root/--allow-root", help="Refuse tasks that would run as uid 0.")
+    ] = None,
+    pids_limit: Annotated[int | None, typer.Option(help="Processes one container may run (default 1024).")] = None,
+    read_only_rootfs: Annotated[
+        bool | None, typer.Option("--read-only-rootfs", help="Every container's root filesystem read-only.")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port for /health, /ready, /metrics.")] = None,
     config: Annotated[str | None, typer.Option("--config", "-c")] = None,
     token: Token = None,
     log_format: Annotated[str | None, typer.Option(help="text or json")] = None,
+    docker_api: Annotated[
+        str | None,
+        typer.Option(
+            envvar="UPDRAFT_DOCKER_API",
+            help="Also serve the Docker Engine API here: unix:///path.sock or tcp://127.0.0.1:PORT.",
+        ),
+    ] = None,
 ) -> None:
     """Run an agent on this node: register, heartbeat, run assigned containers."""
     from updraft import settings as s
@@ -111,6 +130,10 @@ def agent(
                 load_source=load_source,
                 cpu_excess=cpu_excess,
                 data_dir=data_dir,
+                allowed_host_paths=_list(allow_host_path),
+                refuse_root=refuse_root,
+                pids_limit=pids_limit,
+                read_only_rootfs=read_only_rootfs,
                 port=port,
                 token=token,
                 log_format=log_format,
@@ -119,6 +142,13 @@ def agent(
     except UpdraftError as exc:
         _fail(exc)
     setup_logging(cfg.log_format, cfg.log_level, component="agent", node=cfg.name)
+    if docker_api:  # beside the agent, in its process: containers created there have this node as origin
+        from updraft.dockerapi import serve_docker_api
+
+        try:
+            serve_docker_api(docker_api, origin=cfg.name, server=cfg.server, token=cfg.token)
+        except (UpdraftError, OSError) as exc:
+            _fail(exc)
     serve_agent(cfg)
 
 
@@ -393,6 +423,7 @@ def nodes(server: Server = DEFAULT, token: Token = None) -> None:
 
 _register_images(app)  # build, push, audit images
 _register_nodes(app)  # node label|taint|cordon|uncordon|drain, config check
+_register_security(app)  # cert ca|issue
 
 
 def main() -> None:
