@@ -8,7 +8,7 @@ import pytest
 from builders import DIGEST, IMAGE, NOW, node, policy, snapshot, task, tol
 
 from updraft.model import Node, NodeState, Task
-from updraft.scheduler import Deferral, Placement, Plan, Policy, Usage, queue_order, schedule
+from updraft.scheduler import Code, Deferral, Placement, Plan, Policy, Usage, filters, queue_order, schedule
 
 
 def plan_for(
@@ -59,29 +59,40 @@ def cluster(origin_cpu: float = 0.0, origin_mem: float = 0.0, offloading: bool =
 
 
 @pytest.mark.parametrize(
-    ("blocked", "why"),
+    ("blocked", "why", "summary"),
     [
-        (node("a", state=NodeState.SUSPECT), "node is suspect"),
-        (node("a", state=NodeState.UNREACHABLE), "node is unreachable"),
-        (node("a", cordoned=True), "node is cordoned"),
-        (node("a", cordoned=True, draining=True), "node is draining"),
-        (node("a", labels={"zone": "b"}), "label zone=a required, node has zone=b"),
-        (node("a"), "lacks label zone=a"),
-        (node("a", taints=["gpu=true:NoSchedule"]), "untolerated taint gpu=true:NoSchedule"),
-        (node("a", taints=["dedicated:NoExecute"]), "untolerated taint dedicated:NoExecute"),
-        (node("a", cpu="100m"), "insufficient cpu (requested 500m, free 100m)"),
-        (node("a", memory="32Mi"), "insufficient memory (requested 64Mi, free 32Mi)"),
+        (node("a", state=NodeState.SUSPECT), "node is suspect", "1 not ready"),
+        (node("a", state=NodeState.UNREACHABLE), "node is unreachable", "1 not ready"),
+        (node("a", cordoned=True), "node is cordoned", "1 cordoned"),
+        (node("a", cordoned=True, draining=True), "node is draining", "1 draining"),
+        (node("a", labels={"zone": "b"}), "label zone=a required, node has zone=b", "1 node_selector mismatch"),
+        (node("a"), "lacks label zone=a", "1 node_selector mismatch"),
+        (node("a", taints=["gpu=true:NoSchedule"]), "untolerated taint gpu=true:NoSchedule", "1 untolerated taint"),
+        (node("a", taints=["dedicated:NoExecute"]), "untolerated taint dedicated:NoExecute", "1 untolerated taint"),
+        (
+            node("a", cpu="100m"),
+            "insufficient cpu (requested 500m, free 100m)",
+            "1 insufficient cpu (requested 500m, largest free 100m)",
+        ),
+        (
+            node("a", memory="32Mi"),
+            "insufficient memory (requested 64Mi, free 32Mi)",
+            "1 insufficient memory (requested 64Mi, largest free 32Mi)",
+        ),
     ],
 )
-def test_filters_reject_with_a_reason(blocked: Node, why: str) -> None:
+def test_filters_reject_with_a_reason(blocked: Node, why: str, summary: str) -> None:
     selector = {"zone": "a"} if "label" in why else {}
     t = task("t", cpu="500m", node_selector=selector)
     ok = node("z-ok", labels={"zone": "a"})
     plan = plan_for([blocked, ok], [t])
     assert where(plan) == {"t": "z-ok"}
+    assert filters.check(blocked, t.spec, Usage()) == why  # what the applier logs for one node
     alone = plan_for([blocked], [t])
     assert deferred(alone) == {"t"}
-    assert reason(alone, "t") == f"no node fits: a: {why}"
+    assert reason(alone, "t") == f"0/1 nodes fit: {summary}"
+    (d,) = alone.deferrals
+    assert d.code == Code.NO_NODE_FITS and d.rejections is not None and d.rejections.total == 1
 
 
 def test_tolerated_taints_admit() -> None:
@@ -102,7 +113,7 @@ def test_prefer_no_schedule_only_lowers_the_score() -> None:
 
 def test_pre_existing_usage_counts_against_capacity() -> None:
     plan = plan_for([node("a", cpu="4")], [task("t", cpu="200m")], usage={"a": Usage(cpu_millis=3900)})
-    assert "insufficient cpu (requested 200m, free 100m)" in reason(plan, "t")
+    assert reason(plan, "t") == "0/1 nodes fit: 1 insufficient cpu (requested 200m, largest free 100m)"
 
 
 # -- offload at, below and above thresholds ------------------------------------------------------------
@@ -155,8 +166,13 @@ def test_no_target_fits_runs_on_origin_with_reason() -> None:
     plan = plan_for(nodes, [task("t", origin=EDGE, cpu="500m")])
     assert where(plan) == {"t": EDGE}
     r = reason(plan, "t")
-    assert "no target fits" in r and "tiny: insufficient cpu" in r
-    assert r.startswith("kept on origin: origin cpu 90% ≥ 75%")
+    assert r == (
+        "kept on origin: origin cpu 90% ≥ 75% but no target fits: "
+        "0/1 target nodes fit: 1 insufficient cpu (requested 500m, largest free 100m)"
+    )
+    (p,) = plan.placements
+    assert p.code == Code.KEPT_LOCAL_NO_TARGET and p.rejections is not None
+    assert p.rejections.as_dict() == {"insufficient-cpu": 1}
 
 
 def test_no_target_and_origin_full_defers() -> None:
@@ -238,7 +254,7 @@ def test_excluded_nodes_are_never_used() -> None:
     nodes = [node("a"), node("b", cpu_pct=99)]
     assert where(plan_for(nodes, [task("t", excluded=["a"])])) == {"t": "b"}
     plan = plan_for(nodes, [task("t", excluded=["a", "b"])])
-    assert deferred(plan) == {"t"} and reason(plan, "t") == "no node fits: no nodes"
+    assert deferred(plan) == {"t"} and reason(plan, "t") == "0/2 nodes fit: 2 excluded for this task"
 
 
 def test_excluded_origin_offloads_to_any_other_node() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, field_validator, model_validator
 
 from updraft.errors import ValidationError
 from updraft.model.limits import (
@@ -23,8 +23,8 @@ from updraft.model.limits import (
     Text,
     Timestamp,
 )
-from updraft.model.quantity import check_extended_name, parse_cpu, parse_memory
-from updraft.model.spec import Taint, TaskSpec
+from updraft.model.quantity import parse_cpu, parse_memory
+from updraft.model.spec import Taint, TaskSpec, check_extended
 from updraft.model.state import Capacity
 
 
@@ -41,15 +41,11 @@ class CapacitySpec(_Body):
     cpu: str
     memory: str
 
-    @model_validator(mode="after")
-    def _extended(self) -> CapacitySpec:
-        for name, count in self.extended.items():
-            problem = check_extended_name(name)
-            if problem is not None:
-                raise ValueError(problem)
-            if count < 0:
-                raise ValueError(f"{name}: extended resource capacity must be ≥ 0, got {count}")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _extended(cls, data: Any, handler: ModelWrapValidatorHandler[CapacitySpec]) -> CapacitySpec:
+        check_extended(data, ("cpu", "memory"), "CapacitySpec")
+        return handler(data)
 
     @property
     def extended(self) -> dict[str, int]:

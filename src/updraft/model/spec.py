@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ValidationError as PydanticValidationError
 
 from updraft.errors import ValidationError
 from updraft.model.limits import (
@@ -82,6 +84,25 @@ class Toleration(_Strict):
         return self
 
 
+def check_extended(data: Any, known: tuple[str, ...], title: str) -> None:
+    """Refuse a bad extended resource name or a negative count, with the error located at that key
+    (``resources.requests.gpu``) as pydantic locates an unknown field."""
+    if not isinstance(data, dict):
+        return
+    errors = []
+    for key, value in data.items():
+        if key in known:
+            continue
+        problem = check_extended_name(key) if isinstance(key, str) else "not a resource name"
+        if problem is None and isinstance(value, int) and value < 0:
+            problem = f"an extended resource count must be ≥ 0, got {value}"
+        if problem is not None:
+            detail = PydanticCustomError("value_error", "Value error, {problem}", {"problem": problem})
+            errors.append(InitErrorDetails(type=detail, loc=(key,), input=value))
+    if errors:
+        raise PydanticValidationError.from_exception_data(title, errors)
+
+
 class ResourceList(_Strict):
     """cpu and memory as Kubernetes quantities; every other key is an extended resource counted in whole units
     (``"nvidia.com/gpu": 1``), as in Kubernetes. Parsed values are cached on the (immutable) object."""
@@ -112,15 +133,11 @@ class ResourceList(_Strict):
                 raise ValueError(exc.message.removeprefix("memory: ")) from exc
         return v
 
-    @model_validator(mode="after")
-    def _extended_names(self) -> ResourceList:
-        for name, count in self.extended.items():
-            problem = check_extended_name(name)
-            if problem is not None:
-                raise ValueError(problem)
-            if count < 0:
-                raise ValueError(f"{name}: extended resource count must be ≥ 0, got {count}")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _extended_names(cls, data: Any, handler: ModelWrapValidatorHandler[ResourceList]) -> ResourceList:
+        check_extended(data, ("cpu", "memory"), "ResourceList")
+        return handler(data)
 
     @cached_property
     def cpu_millis(self) -> int:
@@ -211,6 +228,7 @@ class Probe(_Strict):
 
 LabelMap = Labels
 
+
 Operator = Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
 
 
@@ -299,6 +317,11 @@ class TaskSpec(_Strict):
     volumes: list[Annotated[Line, Field(min_length=1, max_length=4096)]] = Field(
         default_factory=list, max_length=MAX_VOLUMES, description="host:container[:ro]"
     )
+    user: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$",
+        description="uid[:gid] or name[:group] the container runs as (default: the image's user)",
+    )
+    read_only_rootfs: bool = Field(default=False, description="mount the container's root filesystem read-only")
     liveness_probe: Probe | None = Field(default=None, description="failing it restarts the container")
     readiness_probe: Probe | None = Field(default=None, description="its verdict is the attempt's ready flag")
 

@@ -7,8 +7,9 @@ applier or a service command writes back with a compare-and-set on its revision.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from updraft.errors import Conflict
 from updraft.model.events import DriftCause, EventKind
@@ -65,6 +66,14 @@ class Capacity(_Value):
     extended: dict[str, int] = Field(
         default_factory=dict, description="countable resources by name, e.g. {'nvidia.com/gpu': 2}"
     )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_extended(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A node without extended resources serialises as before they existed."""
+        out: dict[str, Any] = handler(self)
+        if not out.get("extended"):
+            out.pop("extended", None)
+        return out
 
 
 class NodeMetrics(_Value):

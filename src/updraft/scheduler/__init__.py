@@ -1,7 +1,29 @@
-"""Pure placement decisions: filters, scores, the offload policy, ``schedule(snapshot, policy, now)``."""
+"""Pure placement decisions: filters, scores, the offload policy, ``schedule(snapshot, policy, now)``.
+
+:class:`NodeIndex` keeps the fleet in arrays across passes (see :mod:`updraft.scheduler.index` for how to
+maintain it); every decision carries a :class:`Code`, and a task no node takes carries a
+:class:`RejectionSummary`.
+"""
 
 from updraft.scheduler.filters import Usage
+from updraft.scheduler.index import Demand, NodeIndex
 from updraft.scheduler.plan import Deferral, Placement, Plan, Snapshot, queue_order, schedule
 from updraft.scheduler.policy import Policy
+from updraft.scheduler.reasons import Code, Reject, Rejection, RejectionSummary
 
-__all__ = ["Deferral", "Placement", "Plan", "Policy", "Snapshot", "Usage", "queue_order", "schedule"]
+__all__ = [
+    "Code",
+    "Deferral",
+    "Demand",
+    "NodeIndex",
+    "Placement",
+    "Plan",
+    "Policy",
+    "Reject",
+    "Rejection",
+    "RejectionSummary",
+    "Snapshot",
+    "Usage",
+    "queue_order",
+    "schedule",
+]
