@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -46,6 +46,22 @@ class DetectorSettings(_Settings):
     )
 
 
+class RegistryLogin(_Settings):
+    """A login for one registry host (``registry_credentials = {"HOST[:PORT]" = {username, password}}``)."""
+
+    username: str = Field(min_length=1, max_length=256)
+    password: str = Field(default="", max_length=4096, repr=False)
+    realms: list[str] = Field(
+        default_factory=list, description="token realm hosts on another host that may receive this login"
+    )
+
+
+RegistryLogins = dict[
+    Annotated[str, Field(min_length=1, max_length=260, pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-fA-F:]+\](:[0-9]{1,5})?$")],
+    RegistryLogin,
+]
+
+
 class ServerSettings(_Settings):
     host: str = "127.0.0.1"
     port: int = Field(default=8470, ge=0, le=65535)
@@ -63,8 +79,16 @@ class ServerSettings(_Settings):
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     image_policy: Literal["off", "warn", "enforce"] = "warn"
-    registry_username: str | None = Field(default=None, repr=False)
-    registry_password: str | None = Field(default=None, repr=False)
+    registry_username: str | None = Field(
+        default=None, repr=False, description="deprecated and unused: it names no host (use registry_credentials)"
+    )
+    registry_password: str | None = Field(default=None, repr=False, description="deprecated, see registry_username")
+    registry_credentials: RegistryLogins = Field(
+        default_factory=dict, repr=False, description="per registry host: the login sent to that host only"
+    )
+    registry_allow: list[str] | None = Field(
+        default=None, description="registry hosts the server resolves images from (None: any a submitter names)"
+    )
     registry_insecure: list[str] = Field(
         default_factory=list, description="registries spoken to over plain HTTP (loopback ones always are)"
     )
@@ -141,6 +165,22 @@ class AgentSettings(_Settings):
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     log_tail_bytes: int = Field(default=4096, ge=0)
+    allowed_host_paths: list[str] = Field(
+        default_factory=list,
+        description="host directories tasks may bind-mount (with what lies under them); none by default. The "
+        "container engine's socket is refused whatever this says",
+    )
+    refuse_root: bool = Field(default=False, description="refuse tasks that would run as root (uid 0)")
+    pids_limit: int = Field(default=1024, ge=16, le=4_194_304, description="processes one container may run")
+    read_only_rootfs: bool = Field(default=False, description="every container's root filesystem read-only")
+
+    @field_validator("allowed_host_paths")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"allowed_host_paths: {path!r} is not an absolute path")
+        return value
 
 
 def read_file(path: str | Path) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def test_policy_matrix(reg: Registry) -> None:
     assert "pinned 127.0.0.1:5000/app:1 to sha256:" in d.message()
     assert enforce.decide("updraft/base:bookworm").kind == "refused"
     assert warn.decide("updraft/base:bookworm").kind == "unpinned"
-    assert "tag nope not found" in enforce.decide("127.0.0.1:5000/app:nope").why
+    assert "the image could not be resolved" in enforce.decide("127.0.0.1:5000/app:nope").why
     assert warn.decide("127.0.0.1:5000/app:nope").kind == "unpinned"
 
 
@@ -71,7 +71,7 @@ def test_unreachable_defers_under_enforce_and_runs_by_tag_under_warn(reg: Regist
     clock = FakeClock()
     enforce = pinner("enforce", reg, clock)
     d = enforce.decide(APP)
-    assert d.kind == "deferred" and "registry 127.0.0.1:5000 unreachable" in d.why and "retried" in d.why
+    assert d.kind == "deferred" and "the image could not be resolved" in d.why and "retried" in d.why
     calls = reg.calls
     assert enforce.decide(APP).kind == "deferred" and reg.calls == calls  # remembered as down: no new request
     assert enforce.decide(APP, probe=True).kind == "deferred" and reg.calls > calls  # the retry pass asks
@@ -190,7 +190,7 @@ def test_a_task_awaiting_its_pin_is_not_scheduled() -> None:
     assert plan_for_nodes([node("n")], [t]).placements == []
 
 
-# -- verification in the executor -----------------------------------------------------------------------
+# -- verification in the agent's runtime ---------------------------------------------------------------
 class FakeImage:
     def __init__(self, repo_digests: list[str]) -> None:
         self.id = "sha256:" + "e" * 64
@@ -212,12 +212,12 @@ class FakeDocker:
 
 
 def test_executor_refuses_an_image_that_does_not_carry_the_pinned_digest() -> None:
-    from updraft.agent.executor import DockerExecutor
+    from updraft.agent.docker_runtime import DockerRuntime
 
     other = "sha256:" + "9" * 64
-    ex = DockerExecutor("n1", client=FakeDocker(FakeImage([f"127.0.0.1:5000/app@{other}"])))  # type: ignore[arg-type]
+    ex = DockerRuntime("n1", client=FakeDocker(FakeImage([f"127.0.0.1:5000/app@{other}"])))  # type: ignore[arg-type]
     with pytest.raises(ImageError, match="verification failed") as err:
         ex.ensure_image(PINNED)
     assert err.value.details["reason"] == "digest_mismatch"
-    ok = DockerExecutor("n1", client=FakeDocker(FakeImage([PINNED])))  # type: ignore[arg-type]
+    ok = DockerRuntime("n1", client=FakeDocker(FakeImage([PINNED])))  # type: ignore[arg-type]
     assert ok.ensure_image(PINNED) == "sha256:" + "e" * 64

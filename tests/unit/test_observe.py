@@ -1,11 +1,10 @@
-"""Observability without I/O: probe verdicts and loop, tracing on/off, JSON logs, decision categories, metrics."""
+"""Observability without I/O: probe specs, tracing on/off, JSON logs, decision categories, metrics."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from updraft.model import Event
 from updraft.model.spec import Probe, TaskSpec
 from updraft.observe import tracing
 from updraft.observe.logs import JsonFormatter, log_context
-from updraft.observe.probes import ProbeLoop, RestartGate, Verdict
 from updraft.observe.server_metrics import decision
 from updraft.scheduler import schedule
 from updraft.settings import ServerSettings
@@ -37,58 +35,6 @@ def test_probe_spec_validation() -> None:
         TaskSpec(image="busybox", liveness_probe=Probe(kind="tcp", port=80, success_threshold=2))
     spec = TaskSpec(image="busybox", readiness_probe={"kind": "http", "port": 8080, "path": "/ready"})  # type: ignore[arg-type]
     assert spec.readiness_probe is not None and spec.readiness_probe.period_seconds == 10
-
-
-def test_verdict_flips_after_thresholds() -> None:
-    probe = Probe(kind="tcp", port=1, failure_threshold=3, success_threshold=2)
-    live = Verdict(probe, passing=True)
-    assert [live.observe(ok) for ok in (False, False, True, False, False)] == [False] * 5  # a success resets
-    assert live.observe(False) and not live.passing
-    assert not live.observe(True) and live.observe(True) and live.passing
-
-
-class FakeTarget:
-    """A container whose liveness exec probe answers from a script of results."""
-
-    def __init__(self, results: list[bool]) -> None:
-        self.results, self.calls = list(results), 0
-
-    def pid(self) -> int | None:
-        return None
-
-    def address(self) -> str | None:
-        return None
-
-    def exec(self, command: list[str], timeout: float) -> int | None:
-        if command != ["check"]:  # the readiness probe always passes
-            return 0
-        self.calls += 1
-        return 0 if (self.results.pop(0) if self.results else True) else 1
-
-
-def test_probe_loop_restarts_after_failure_threshold_and_reports_readiness() -> None:
-    live = Probe(kind="exec", command=["check"], period_seconds=0.01, failure_threshold=3)
-    ready = Probe(kind="exec", command=["ready"], period_seconds=0.01, initial_delay_seconds=0.05)
-    # liveness: 2 failures (no restart), a success, then 3 failures → one restart
-    target = FakeTarget([False, False, True, False, False, False])
-    gate, reports, restarts = RestartGate(), [], []
-
-    def report(ready_now: bool | None, n: int, message: str) -> None:
-        reports.append((ready_now, n, message))
-        if n >= 1 and ready_now:
-            gate.ended.set()
-
-    loop = ProbeLoop(target, gate, lambda: restarts.append(1), report, liveness=live, readiness=ready)
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    thread.join(5)
-    loop.stop.set()
-    assert not thread.is_alive()
-    assert restarts == [1] and loop.restarts == 1
-    restart = [r for r in reports if "restarted" in r[2]]
-    assert restart and restart[0][:2] == (False, 1) and "liveness probe failed 3 times" in restart[0][2]
-    assert reports[-1][0] is True  # ready again after the restart
-    assert gate.restarted_since(0) == 1 and gate.restarted_since(1) is None
 
 
 # -- tracing ---------------------------------------------------------------------------------------------

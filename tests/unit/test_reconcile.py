@@ -1,94 +1,55 @@
-"""The agent's pure reconcile step: assignments and observed containers in, actions out."""
+"""Reconciliation in the agent's state machine: assignments and observed containers in, actions out."""
 
 from __future__ import annotations
 
-from builders import spec
+from agent_harness import Harness, assignment, container, of, statuses
 
-from updraft.agent.reconcile import Key, Observed, Start, Stop, Watch, reconcile
-from updraft.model.api import Assignment
-
-
-def want(task_id: str, token: int) -> Assignment:
-    return Assignment(task_id=task_id, token=token, spec=spec())
+from updraft.agent import events as ev
 
 
-def seen(task_id: str, token: int, running: bool = True) -> Observed:
-    return Observed(task_id=task_id, token=token, container_id=f"c-{task_id}-{token}", running=running)
-
-
-def run(
-    desired: list[Assignment] = [],  # noqa: B006 - never mutated
-    observed: list[Observed] = [],  # noqa: B006
-    finished: set[Key] | None = None,
-    watched: set[Key] | None = None,
-    stale: set[Key] | None = None,
-) -> list[Start | Stop | Watch]:
-    return reconcile(desired, observed, finished or set(), watched or set(), stale)
-
-
-def test_nothing_to_do() -> None:
-    assert run() == []
-    assert run([want("a", 1)], [seen("a", 1)], watched={("a", 1)}) == []
+def test_nothing_to_do_when_docker_matches_the_assignments() -> None:
+    h = Harness()
+    h.boot(containers=(container("a"),))
+    out = h.assign(assignment("a"))
+    assert not of(out, ev.Pull) and not of(out, ev.Stop) and not of(out, ev.Create)
 
 
 def test_starts_what_is_assigned_and_not_observed() -> None:
-    a, b = want("a", 1), want("b", 2)
-    assert run([a, b]) == [Start(a), Start(b)]
+    h = Harness()
+    h.boot()
+    assert [p.key for p in of(h.assign(assignment("a"), assignment("b", 2)), ev.Pull)] == [("a", 1), ("b", 2)]
+    assert not of(h.assign(assignment("a"), assignment("b", 2), index=2), ev.Pull)  # not twice
 
 
-def test_does_not_start_twice_what_it_already_follows() -> None:
-    assert run([want("a", 1)], watched={("a", 1)}) == []
+def test_stale_tokens_are_never_started() -> None:
+    h = Harness()
+    h.boot()
+    h.send(ev.HeartbeatAnswered(h.clock.monotonic(), stale=(("a", 1),)))
+    assert not of(h.assign(assignment("a")), ev.Pull)
 
 
-def test_never_restarts_a_finished_attempt() -> None:
-    assert run([want("a", 1)], finished={("a", 1)}) == []
-    # a new attempt of the same task is a different key and does start
-    b = want("a", 2)
-    assert run([b], finished={("a", 1)}) == [Start(b)]
+def test_an_attempt_unassigned_while_pulling_is_never_created() -> None:
+    h = Harness()
+    h.boot()
+    h.assign(assignment("a"))
+    h.assign(index=2)
+    assert not of(h.send(ev.ImagePulled(("a", 1), "i", None)), ev.Create)
 
 
-def test_stops_running_containers_that_are_not_assigned() -> None:
-    actions = run([], [seen("a", 1)])
-    assert actions == [Stop("c-a-1", "a", 1, "no longer assigned to this node")]
+def test_an_attempt_unassigned_while_starting_is_stopped_once_it_runs() -> None:
+    h = Harness()
+    h.boot()
+    h.assign(assignment("a"))
+    h.send(ev.ImagePulled(("a", 1), "i", None))
+    h.assign(index=2)
+    assert of(h.started(("a", 1), "ca"), ev.Stop)[0].container_id == "ca"
 
 
-def test_fencing_stops_the_old_attempt_and_starts_the_new_one() -> None:
-    new = want("a", 5)
-    actions = run([new], [seen("a", 4)], watched={("a", 4)})
-    assert Stop("c-a-4", "a", 4, "no longer assigned to this node") in actions
-    assert Start(new) in actions and len(actions) == 2
-
-
-def test_stale_tokens_are_stopped_even_if_still_listed() -> None:
-    # the server said (a, 1) is superseded before the assignment list caught up
-    actions = run([want("a", 1)], [seen("a", 1)], watched={("a", 1)}, stale={("a", 1)})
-    assert actions == [Stop("c-a-1", "a", 1, "superseded by a newer attempt")]
-    assert run([want("a", 1)], stale={("a", 1)}) == []  # and never started
-
-
-def test_re_adopted_containers_are_watched() -> None:
-    obs = seen("a", 1)
-    assert run([want("a", 1)], [obs]) == [Watch(obs)]  # after an agent restart: follow, do not restart
-
-
-def test_exited_unassigned_containers_are_watched_for_their_result() -> None:
-    done = seen("a", 1, running=False)
-    assert run([], [done]) == [Watch(done)]
-    assert run([], [done], watched={("a", 1)}) == []
-
-
-def test_a_stopped_but_assigned_container_is_not_restarted() -> None:
-    done = seen("a", 1, running=False)
-    assert run([want("a", 1)], [done], finished={("a", 1)}) == [Watch(done)]
-    assert run([want("a", 1)], [done], finished={("a", 1)}, watched={("a", 1)}) == []
-
-
-def test_mixed_reconcile() -> None:
-    keep, new = want("keep", 1), want("new", 3)
-    observed = [seen("keep", 1), seen("gone", 2), seen("old", 1, running=False)]
-    actions = run([keep, new], observed, watched={("keep", 1)})
-    assert actions == [
-        Stop("c-gone-2", "gone", 2, "no longer assigned to this node"),
-        Watch(observed[2]),
-        Start(new),
-    ]
+def test_mixed_reconcile_after_a_restart() -> None:
+    h = Harness()
+    keep, gone, old = container("keep"), container("gone", 2), container("old", running=False, exit_code=1)
+    h.boot(containers=(keep, gone, old))
+    out = h.assign(assignment("keep"), assignment("new", 3))
+    assert of(out, ev.Stop) == [ev.Stop(("gone", 2), gone.container_id, 1.0, "no longer assigned to this node")]
+    assert [p.key for p in of(out, ev.Pull)] == [("new", 3)]
+    assert [s["exit_code"] for s in statuses(h.out, ("old", 1))] == [1]  # exited while away: its result goes

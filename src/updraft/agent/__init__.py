@@ -1,14 +1,19 @@
-"""The agent: an I/O-free reconciler plus the Docker executor, outbox and loops that drive it."""
+"""The agent: an I/O-free state machine (:mod:`~updraft.agent.state`), driven by a thin I/O loop
+(:mod:`~updraft.agent.runner`) over a typed container runtime (:mod:`~updraft.agent.runtime`).
+
+Imports: model, net, observe, images, errors, clock, settings; never the SDK, the control plane or the CLI.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from updraft.agent.reconcile import Action, Observed, Start, Stop, Watch, reconcile
 from updraft.agent.runner import Agent
+from updraft.agent.runtime import ContainerInfo, ContainerRuntime, CreateRequest
+from updraft.agent.state import AgentState, Config
 from updraft.settings import AgentSettings
 
-__all__ = ["Action", "Agent", "Observed", "Start", "Stop", "Watch", "reconcile", "serve_agent"]
+__all__ = ["Agent", "AgentState", "Config", "ContainerInfo", "ContainerRuntime", "CreateRequest", "serve_agent"]
 
 
 def serve_agent(settings: AgentSettings) -> None:

@@ -10,18 +10,15 @@ equal jobs.
 ``oldest`` (the default) adds the whole excess to the weight of the longest-running container without a
 CPU limit, so a burst finishes one task after another, in order, while every container still gets at least
 its request. ``shared`` leaves the weights at the requests (Kubernetes' behaviour). The decision is the pure
-function :func:`cpu_weights`; :class:`CpuWeights` applies it to Docker when containers start and stop.
+function :func:`cpu_weights`; :class:`CpuBook` says which Docker updates keep it true as containers start
+and stop.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
-
-log = logging.getLogger("updraft.agent.cpu")
 
 CpuExcess = Literal["oldest", "shared"]
 DOCKER_DEFAULT_SHARES = 1024
@@ -67,46 +64,41 @@ def cpu_weights(running: Iterable[Running], capacity_millis: int, excess: CpuExc
     return weights
 
 
-class CpuWeights:
-    """Keeps the Docker weights of the agent's running containers equal to :func:`cpu_weights`."""
+class CpuBook:
+    """The running containers and the weights last applied to them: each change returns the Docker updates that
+    keep the weights equal to :func:`cpu_weights`. No I/O and no lock: the agent's state machine owns it."""
 
-    def __init__(self, capacity_millis: int, excess: CpuExcess, apply: Callable[[str, int], None]) -> None:
+    def __init__(self, capacity_millis: int, excess: CpuExcess) -> None:
         self.capacity_millis = capacity_millis
         self.excess = excess
-        self._apply = apply  # (container id, weight) → Docker; may raise for a container already gone
-        self._running: dict[str, Running] = {}
-        self._applied: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def started(self, row: Running, applied: int | None = None) -> None:
-        """A container runs; ``applied`` is the weight it was created with (None: unknown, set it)."""
-        with self._lock:
-            self._running[row.container_id] = row
-            if applied is not None:
-                self._applied[row.container_id] = applied
-            self._rebalance()
+        self.running: dict[str, Running] = {}
+        self.applied: dict[str, int] = {}
 
     def weight_if_started(self, row: Running) -> int:
         """The weight a container about to be created should start with (no update call once it runs)."""
-        with self._lock:
-            return cpu_weights([*self._running.values(), row], self.capacity_millis, self.excess)[row.container_id]
+        return cpu_weights([*self.running.values(), row], self.capacity_millis, self.excess)[row.container_id]
 
-    def ended(self, container_id: str) -> None:
-        with self._lock:
-            if self._running.pop(container_id, None) is not None:
-                self._applied.pop(container_id, None)
-                self._rebalance()
+    def started(self, row: Running, applied: int | None = None) -> list[tuple[str, int]]:
+        """A container runs; ``applied`` is the weight it has now (None: unknown, set it)."""
+        self.running[row.container_id] = row
+        if applied is not None:
+            self.applied[row.container_id] = applied
+        return self._rebalance()
 
-    def weights(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._applied)
+    def ended(self, container_id: str) -> list[tuple[str, int]]:
+        if self.running.pop(container_id, None) is None:
+            return []
+        self.applied.pop(container_id, None)
+        return self._rebalance()
 
-    def _rebalance(self) -> None:
-        for cid, weight in cpu_weights(self._running.values(), self.capacity_millis, self.excess).items():
-            if self._applied.get(cid) == weight:
-                continue
-            try:
-                self._apply(cid, weight)
-                self._applied[cid] = weight
-            except Exception as exc:  # gone meanwhile, or Docker away: its end will rebalance again
-                log.debug("cannot set the cpu weight of %s: %s", cid[:12], exc)
+    def failed(self, container_id: str) -> None:
+        """An update did not apply (gone meanwhile, or Docker away): the next change sets it again."""
+        self.applied.pop(container_id, None)
+
+    def _rebalance(self) -> list[tuple[str, int]]:
+        updates = []
+        for cid, weight in cpu_weights(self.running.values(), self.capacity_millis, self.excess).items():
+            if self.applied.get(cid) != weight:
+                self.applied[cid] = weight
+                updates.append((cid, weight))
+        return updates

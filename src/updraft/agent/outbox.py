@@ -1,8 +1,9 @@
 """A durable outbox: reports and logs wait here, in order, until the control plane has taken them.
 
-While an edge node is cut off it keeps running and keeps writing here; when the link returns the sender
-drains the outbox in order. The file survives ``kill -9`` of the agent. It also remembers which attempts
-finished, so a restarted agent never starts one of them again.
+While an edge node is cut off it keeps running and keeps writing here; when the link returns the agent
+delivers the entries in order. The file survives ``kill -9`` of the agent. It also remembers which attempts
+finished, so a restarted agent never starts one of them again. Which entry goes next, and what an answer
+means, is the state machine's decision (:mod:`updraft.agent.state`); this is only the disk.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+
+from updraft.agent.events import Entry, EntryKind
+from updraft.agent.runtime import Key
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,
     task_id TEXT NOT NULL, token INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS finished (task_id TEXT NOT NULL, token INTEGER NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (task_id, token));
@@ -27,9 +30,8 @@ class Outbox:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # the driver writes; /metrics reads the length
         self._synchronous = ""
-        self.changed = threading.Event()
 
     def _sync(self, durable: bool) -> None:
         """FULL: the commit is on disk when it returns (fsync of the WAL). NORMAL: it survives the process
@@ -41,51 +43,43 @@ class Outbox:
             self._db.execute(f"PRAGMA synchronous={mode}")
             self._synchronous = mode
 
-    def put(self, kind: str, task_id: str, token: int, body: dict[str, Any], finished_at: float | None = None) -> None:
+    def put(self, entry: Entry, finished_at: float | None = None) -> None:
         with self._lock:
-            self._sync(kind != "log" or finished_at is not None)
+            self._sync(entry.kind is not EntryKind.LOG or finished_at is not None)
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
-                "INSERT INTO outbox (kind, task_id, token, body) VALUES (?, ?, ?, ?)",
-                (kind, task_id, token, json.dumps(body)),
+                "INSERT OR REPLACE INTO outbox (seq, kind, task_id, token, body) VALUES (?, ?, ?, ?, ?)",
+                (entry.seq, entry.kind.value, *entry.key, json.dumps(entry.body)),
             )
             if finished_at is not None:
-                self._db.execute("INSERT OR IGNORE INTO finished VALUES (?, ?, ?)", (task_id, token, finished_at))
+                self._db.execute("INSERT OR IGNORE INTO finished VALUES (?, ?, ?)", (*entry.key, finished_at))
             self._db.execute("COMMIT")
-        self.changed.set()
 
-    def peek(self, limit: int = 200) -> list[tuple[int, str, str, int, dict[str, Any]]]:
+    def entries(self) -> list[Entry]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, kind, task_id, token, body FROM outbox ORDER BY seq LIMIT ?", (limit,)
-            ).fetchall()
-        return [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+            rows = self._db.execute("SELECT seq, kind, task_id, token, body FROM outbox ORDER BY seq").fetchall()
+        return [Entry(r[0], EntryKind(r[1]), (r[2], r[3]), json.loads(r[4])) for r in rows]
 
-    def ack(self, seqs: list[int]) -> None:
+    def ack(self, seqs: tuple[int, ...] | list[int]) -> None:
         with self._lock:
             self._sync(False)
             self._db.execute("BEGIN IMMEDIATE")  # one transaction, not one (synced) commit per entry
             self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
             self._db.execute("COMMIT")
 
-    def drop_attempt(self, task_id: str, token: int) -> None:
+    def drop_attempt(self, key: Key) -> None:
         """Forget everything queued for a fenced attempt: the server will refuse it anyway."""
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE task_id = ? AND token = ?", (task_id, token))
+            self._db.execute("DELETE FROM outbox WHERE task_id = ? AND token = ?", key)
 
-    def finished(self) -> set[tuple[str, int]]:
+    def finished(self) -> set[Key]:
         with self._lock:
             return {(r[0], r[1]) for r in self._db.execute("SELECT task_id, token FROM finished")}
 
-    def mark_finished(self, task_id: str, token: int, at: float) -> None:
+    def prune_finished(self, keep: frozenset[Key] | set[Key]) -> None:
         with self._lock:
-            self._sync(True)
-            self._db.execute("INSERT OR IGNORE INTO finished VALUES (?, ?, ?)", (task_id, token, at))
-
-    def prune_finished(self, keep: set[tuple[str, int]]) -> None:
-        with self._lock:
-            for task_id, token in self.finished() - keep:
-                self._db.execute("DELETE FROM finished WHERE task_id = ? AND token = ?", (task_id, token))
+            rows = {(r[0], r[1]) for r in self._db.execute("SELECT task_id, token FROM finished")}
+            self._db.executemany("DELETE FROM finished WHERE task_id = ? AND token = ?", list(rows - keep))
 
     def __len__(self) -> int:
         with self._lock:

@@ -7,32 +7,30 @@
   namespace* (a short-lived thread ``setns``-es into ``/proc/<pid>/ns/net``), so the port need not be
   published and probe traffic never leaves loopback; without the privilege for that it falls back to the
   container's address. ``exec`` runs the command in the container.
-* :class:`ProbeLoop` — the per-container loop: ``initial_delay_seconds``, then one check per
-  ``period_seconds`` for each probe; a failing liveness probe restarts the container (through
-  :class:`RestartGate`, so the agent's follower does not take the restart for an exit).
+
+When each check is due, and what a flipped verdict does (a failing liveness probe restarts the container), is
+decided by the agent's state machine (:mod:`updraft.agent.state`); the driver runs :func:`check` in a worker.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import http.client
 import logging
 import os
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
-log = logging.getLogger("updraft.probes")
+log = logging.getLogger("updraft.agent.probes")
 CLONE_NEWNET = 0x40000000
 
 
 class ProbeSpec(Protocol):
-    """What :class:`updraft.model.spec.Probe` offers (observe imports nothing of ours)."""
+    """What :class:`updraft.model.spec.Probe` offers."""
 
     @property
     def kind(self) -> str: ...
@@ -55,7 +53,7 @@ class ProbeSpec(Protocol):
 
 
 class Target(Protocol):
-    """The container under probe, as the agent's executor sees it."""
+    """The container under probe, as the agent's runtime sees it."""
 
     def pid(self) -> int | None: ...
     def address(self) -> str | None: ...
@@ -164,37 +162,8 @@ def check(spec: ProbeSpec, target: Target) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
-# -- the loop --------------------------------------------------------------------------------------------
-class RestartGate:
-    """Lets the agent's follower tell a liveness restart from the container exiting."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._busy = False
-        self.generation = 0
-        self.ended = threading.Event()
-        """Set by the follower when the attempt is over: the probe loop stops."""
-
-    @contextlib.contextmanager
-    def restarting(self) -> Iterator[None]:
-        with self._cond:
-            self._busy = True
-            self.generation += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
-
-    def restarted_since(self, seen: int, timeout: float = 60.0) -> int | None:
-        """After the container stopped: the new generation if a restart caused it, else None."""
-        with self._cond:
-            self._cond.wait_for(lambda: not self._busy, timeout)
-            return self.generation if self.generation != seen else None
-
-
-class _Executor(Protocol):
+# -- a container as a target ------------------------------------------------------------------------------
+class _Runtime(Protocol):
     def pid(self, container_id: str) -> int | None: ...
     def address(self, container_id: str) -> str | None: ...
     def exec(self, container_id: str, command: list[str], timeout: float) -> int | None: ...
@@ -202,84 +171,16 @@ class _Executor(Protocol):
 
 @dataclass(frozen=True)
 class ContainerTarget:
-    """A :class:`Target` for one container of an executor."""
+    """A :class:`Target` for one container of a runtime."""
 
-    executor: _Executor
+    runtime: _Runtime
     container_id: str
 
     def pid(self) -> int | None:
-        return self.executor.pid(self.container_id)
+        return self.runtime.pid(self.container_id)
 
     def address(self) -> str | None:
-        return self.executor.address(self.container_id)
+        return self.runtime.address(self.container_id)
 
     def exec(self, command: list[str], timeout: float) -> int | None:
-        return self.executor.exec(self.container_id, command, timeout)
-
-
-Report = Callable[[bool | None, int, str], None]
-"""(readiness verdict or None without a readiness probe, restarts so far, what changed)."""
-
-
-@dataclass
-class ProbeLoop:
-    """Probe one container until ``gate.ended``; report readiness changes and liveness restarts."""
-
-    target: Target
-    gate: RestartGate
-    restart: Callable[[], None]
-    report: Report
-    liveness: ProbeSpec | None = None
-    readiness: ProbeSpec | None = None
-    on_check: Callable[[str, bool], None] = lambda probe, ok: None
-    stop: threading.Event = field(default_factory=threading.Event)
-    clock: Callable[[], float] = time.monotonic
-    restarts: int = 0
-    gave_up: bool = False
-
-    def run(self) -> None:
-        while not self._done():
-            self._run_generation()
-
-    def _done(self) -> bool:
-        return self.gave_up or self.gate.ended.is_set() or self.stop.is_set()
-
-    def _run_generation(self) -> None:
-        """From (re)start until the container is restarted or the attempt ends."""
-        started = self.clock()
-        verdicts = {
-            name: Verdict(spec, passing=name == "liveness")
-            for name, spec in (("liveness", self.liveness), ("readiness", self.readiness))
-            if spec is not None
-        }
-        due = {name: started + v.spec.initial_delay_seconds for name, v in verdicts.items()}
-        while not self._done():
-            name = min(due, key=due.__getitem__)
-            wait = due[name] - self.clock()
-            if wait > 0:
-                self.gate.ended.wait(min(wait, 0.5))
-                continue
-            verdict = verdicts[name]
-            ok, seen = check(verdict.spec, self.target)
-            if self._done():
-                return
-            self.on_check(name, ok)
-            due[name] = self.clock() + verdict.spec.period_seconds
-            if not verdict.observe(ok):
-                continue
-            ready = verdicts.get("readiness")
-            if name == "readiness":
-                self.report(verdict.passing, self.restarts, f"readiness probe {'passed' if ok else 'failed'}: {seen}")
-                continue
-            threshold = verdict.spec.failure_threshold
-            why = f"liveness probe failed {threshold} time{'s' if threshold > 1 else ''}: {seen}"
-            try:
-                with self.gate.restarting():
-                    self.restart()
-            except Exception:  # e.g. the container is gone: the follower reports the attempt's end
-                log.warning("cannot restart the container after: %s", why, exc_info=True)
-                self.gave_up = True
-                return
-            self.restarts += 1
-            self.report(False if ready is not None else None, self.restarts, f"restarted: {why}")
-            return
+        return self.runtime.exec(self.container_id, command, timeout)
