@@ -13,10 +13,18 @@ from updraft.images.build import Pushed, build, build_and_push, default_name, pu
 from updraft.images.pin import ImagePolicy, PinDecision, Pinner
 from updraft.images.pull import Pulled, PullRate, pull_image
 from updraft.images.reference import ImageRef, is_loopback, short
-from updraft.images.registry import Credentials, RegistryClient, Resolved, manifest_size
+from updraft.images.registry import (
+    UNRESOLVED,
+    Credentials,
+    RegistryClient,
+    Resolved,
+    credentials_by_host,
+    manifest_size,
+)
 from updraft.images.verify import carried_digest, check_digest
 
 __all__ = [
+    "UNRESOLVED",
     "AuditReport",
     "Credentials",
     "ImageAudit",
@@ -35,6 +43,7 @@ __all__ = [
     "build_and_push",
     "carried_digest",
     "check_digest",
+    "credentials_by_host",
     "default_name",
     "is_loopback",
     "manifest_size",
