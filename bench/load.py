@@ -56,7 +56,7 @@ from updraft.net.retry import parse_retry_after
 
 RUNS = [(1, 200), (200, 1000), (1000, 1000)]
 DURATION_S, QUICK_DURATION_S = 60.0, 15.0
-LISTERS, LIST_PAUSE_S, HEALTH_EVERY_S = 4, 0.5, 0.1
+LISTERS, LIST_EVERY_S, HEALTH_EVERY_S = 4, 0.5, 0.1
 HEARTBEAT_S, POLL_WAIT_S = 1.0, 25.0
 REQUEST_TIMEOUT_S = 30.0
 RECOVER_LIMIT_S, HEALTHY_MS = 300.0, 50.0
@@ -91,31 +91,33 @@ class Load:
         self.port, self.m, self.n, self.rec = port, submitters, nodes, rec
         self.names = [f"sim-{i:04d}" for i in range(nodes)]
         self.accepted: dict[str, str] = {}  # key → task id, from 2xx answers
-        self.sent_keys: set[str] = set()
+        self.registered = 0
         self.stop = asyncio.Event()
         self.halt = asyncio.Event()
 
     def conn(self) -> Connection:
         return Connection("127.0.0.1", self.port)
 
-    async def register_all(self, parallel: int = 50) -> None:
-        gate = asyncio.Semaphore(parallel)
+    async def node(self, name: str, gate: asyncio.Semaphore) -> None:
+        """One simulated agent: register (retried until answered), then beat and long-poll, as the agent does.
 
-        async def one(name: str) -> None:
-            async with gate:
-                c = self.conn()
-                body = {"capacity": NODE_CAPACITY, "tags": ["edge"], "labels": {"load": "sim"}}
-                while True:
-                    try:
-                        reply = await c.request("PUT", f"/v1/nodes/{name}", body, timeout=REQUEST_TIMEOUT_S)
-                        if reply.status < 300:
-                            break
-                    except ERRORS:
-                        pass
-                    await asyncio.sleep(0.5)
-                c.close()
-
-        await asyncio.gather(*(one(n) for n in self.names))
+        Its beats start as soon as it is registered: a node that registered and then stayed silent while
+        the rest of the fleet registers would rightly be suspected.
+        """
+        async with gate:
+            c = self.conn()
+            body = {"capacity": NODE_CAPACITY, "tags": ["edge"], "labels": {"load": "sim"}}
+            while True:
+                try:
+                    reply = await c.request("PUT", f"/v1/nodes/{name}", body, timeout=REQUEST_TIMEOUT_S)
+                    if reply.status < 300:
+                        break
+                except ERRORS:
+                    pass
+                await asyncio.sleep(0.5)
+            c.close()
+        self.registered += 1
+        await asyncio.gather(self.heartbeats(name), self.assignments(name))
 
     async def heartbeats(self, name: str) -> None:
         c = self.conn()
@@ -152,7 +154,6 @@ class Load:
         c = self.conn()
         while not self.stop.is_set():
             key = uuid.uuid4().hex
-            self.sent_keys.add(key)
             body = {**TASK, "env": {"LOAD_KEY": key}}
             for attempt in range(BACKOFF.max_retries):
                 if self.stop.is_set():
@@ -184,32 +185,19 @@ class Load:
         self.rec.error(route, reply.status)
         return False
 
-    async def lister(self) -> None:
+    async def poll(self, route: str, path: str, every: float) -> None:
+        """GET ``path`` every ``every`` seconds (or back to back if slower) until the load stops."""
         c = self.conn()
         while not self.stop.is_set():
             sent = time.perf_counter()
             try:
-                reply = await c.request("GET", "/v1/tasks?limit=100", timeout=REQUEST_TIMEOUT_S)
-                self.rec.took("list", sent)
+                reply = await c.request("GET", path, timeout=REQUEST_TIMEOUT_S)
+                self.rec.took(route, sent)
                 if reply.status >= 300:
-                    self._refused_or_error("list", reply)
+                    self._refused_or_error(route, reply)
             except ERRORS as exc:
-                self.rec.error("list", exc)
-            await asyncio.sleep(LIST_PAUSE_S)
-        c.close()
-
-    async def health(self) -> None:
-        c = self.conn()
-        while not self.stop.is_set():
-            sent = time.perf_counter()
-            try:
-                reply = await c.request("GET", "/health", timeout=REQUEST_TIMEOUT_S)
-                self.rec.took("health", sent)
-                if reply.status >= 300:
-                    self.rec.error("health", reply.status)
-            except ERRORS as exc:
-                self.rec.error("health", exc)
-            await asyncio.sleep(max(0.0, HEALTH_EVERY_S - (time.perf_counter() - sent)))
+                self.rec.error(route, exc)
+            await asyncio.sleep(max(0.0, every - (time.perf_counter() - sent)))
         c.close()
 
     async def recover(self, stopped: float) -> float | None:
@@ -230,8 +218,13 @@ class Load:
         c, after, out = self.conn(), 0, []
         while True:
             reply = await c.request("GET", f"/v1/events?after={after}&limit=10000", timeout=RECOVER_LIMIT_S)
+            if reply.status in (429, 503):
+                await asyncio.sleep(parse_retry_after(reply.headers.get("retry-after"), time.time()) or 1.0)
+                continue
+            if reply.status != 200:
+                raise ProtocolError(f"GET /v1/events answered {reply.status}: {reply.body[:200]!r}")
             page = reply.json()
-            if reply.status != 200 or not page:
+            if not page:
                 break
             out += page
             after = page[-1]["id"]
@@ -277,16 +270,17 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
     load = Load(cluster.port, submitters, nodes, rec)
     assert cluster.server is not None
     sampler = Sampler(cluster.server.pid)
-    t_reg = time.perf_counter()
-    await load.register_all()
+    t_reg, gate = time.perf_counter(), asyncio.Semaphore(50)
+    fleet = [asyncio.create_task(load.node(n, gate)) for n in load.names]
+    while load.registered < nodes:
+        await asyncio.sleep(0.1)
     register_s = time.perf_counter() - t_reg
-    fleet = [asyncio.create_task(f(n)) for n in load.names for f in (load.heartbeats, load.assignments)]
     await asyncio.sleep(3 * HEARTBEAT_S)  # every node has beaten a few times before the clients come
     rec.latency.clear()
     sampling = asyncio.create_task(sampler.run(load.halt))
     clients = [asyncio.create_task(load.submitter()) for _ in range(submitters)]
-    clients += [asyncio.create_task(load.lister()) for _ in range(LISTERS)]
-    clients.append(asyncio.create_task(load.health()))
+    clients += [asyncio.create_task(load.poll("list", "/v1/tasks?limit=100", LIST_EVERY_S)) for _ in range(LISTERS)]
+    clients.append(asyncio.create_task(load.poll("health", "/health", HEALTH_EVERY_S)))
     started = time.perf_counter()
     await asyncio.sleep(duration)
     load.stop.set()
