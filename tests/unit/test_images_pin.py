@@ -116,7 +116,7 @@ def test_registry_down_keeps_the_task_pending_until_the_pin_succeeds(
     service.pinner = pinner("enforce", reg)
     reg.up = False
     t, _ = service.submit(spec(APP))
-    assert t.state == TaskState.PENDING and t.awaiting_pin and "unreachable" in t.reason
+    assert t.state == TaskState.PENDING and t.awaiting_pin and "could not be resolved" in t.reason
     service.schedule_once()
     assert service.task(t.id).state == TaskState.PENDING  # never scheduled unpinned
     assert retry_pins(service) == 0 and service.task(t.id).awaiting_pin
@@ -136,7 +136,7 @@ def test_a_deferred_pin_that_turns_out_impossible_fails_the_task(service: Contro
     reg.up = True
     retry_pins(service)
     failed = service.task(t.id)
-    assert failed.state == TaskState.FAILED and "tag gone not found" in failed.reason
+    assert failed.state == TaskState.FAILED and "could not be resolved" in failed.reason
 
 
 def test_heartbeat_records_bandwidth(service: ControlService) -> None:
