@@ -142,7 +142,10 @@ class Cluster:
     def start_agent(self, name: str, *, tags: list[str] | None = None, labels: dict[str, str] | None = None,
                     taints: list[str] | None = None, cpus: str | None = None, memory: str | None = None,
                     cpuset: str | None = None, load_source: str = "containers", server: str | None = None,
-                    cpu_excess: str | None = None, wait: bool = True, env: dict[str, str] | None = None, prefix: list[str] | None = None) -> Proc:
+                    cpu_excess: str | None = None, wait: bool = True, env: dict[str, str] | None = None, prefix: list[str] | None = None,
+                    allow_host_paths: list[str] | None = None, extra: list[str] | None = None) -> Proc:
+        """``allow_host_paths``: what tasks may bind-mount (default: this cluster's directory, where tests keep
+        their ledgers); ``extra``: more ``updraft agent`` flags."""
         port = self.agent_ports.setdefault(name, free_port())
         args = [*(prefix or []), *self._cli(), "agent", "--name", name, "--cluster", self.cluster_id, "--server", server or self.url,
                 "--port", str(port),
@@ -156,6 +159,9 @@ class Cluster:
         for flag, value in (("--cpus", cpus), ("--memory", memory), ("--cpuset", cpuset), ("--cpu-excess", cpu_excess)):
             if value:
                 args += [flag, value]
+        for path in [str(self.dir)] if allow_host_paths is None else allow_host_paths:
+            args += ["--allow-host-path", path]
+        args += extra or []
         proc = Proc(args, self.dir / f"agent-{name}.log", env=env)
         self.agents[name] = proc
         if wait:
