@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 
 from updraft.errors import ValidationError
 from updraft.model.limits import (
+    CPU_DOC,
     MAX_LOG_LINES,
     MAX_NAMES,
     MAX_RUNNING,
     MAX_TAINTS,
+    MEMORY_DOC,
     Count,
     Images,
     LabelKey,
@@ -38,8 +41,8 @@ class CapacitySpec(_Body):
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, int] = Field(init=False)
 
-    cpu: str
-    memory: str
+    cpu: str = Field(json_schema_extra=CPU_DOC)
+    memory: str = Field(json_schema_extra=MEMORY_DOC)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -105,8 +108,16 @@ class Heartbeat(_Body):
     sent_at: Timestamp | None = None
 
 
+_PAIR_SCHEMA: JsonDict = {"type": "array", "minItems": 2, "maxItems": 2, "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}
+
+
 class HeartbeatReply(_Body):
-    stale: list[tuple[str, int]] = Field(default_factory=list)
+    stale: list[tuple[str, int]] = Field(
+        default_factory=list,
+        description="(task id, token) pairs to stop",
+        # Described without prefixItems: response validators (schemathesis) reject that keyword in a response.
+        json_schema_extra={"items": _PAIR_SCHEMA},
+    )
     known: bool = True
     interval: float = 1.0
 

@@ -29,6 +29,7 @@ import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
+from pydantic.json_schema import JsonDict
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -108,6 +109,12 @@ EnvValue = Annotated[str, Field(max_length=MAX_ENV_VALUE_CHARS), AfterValidator(
 Arg = Annotated[str, Field(max_length=MAX_ARG_CHARS), AfterValidator(check_unicode)]
 ImageName = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(check_line)]
 """An image name or digest as an agent reports it (the submit grammar lives in ``spec.IMAGE_REF``)."""
+
+# -- quantities (documented in the OpenAPI; parsed and judged by model.quantity) ----------------------------
+CPU_PATTERN = r"^[0-9]{1,19}([.][0-9]{1,9})?m?$"
+MEMORY_PATTERN = r"^[0-9]{1,19}([.][0-9]{1,9})?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?$"
+CPU_DOC: JsonDict = {"pattern": CPU_PATTERN, "maxLength": 32, "examples": ["500m", "2"]}
+MEMORY_DOC: JsonDict = {"pattern": MEMORY_PATTERN, "maxLength": 32, "examples": ["256Mi", "1Gi"]}
 
 # -- collections -------------------------------------------------------------------------------------------
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]

@@ -17,8 +17,10 @@ from pydantic_core import ValidationError as PydanticValidationError
 
 from updraft.errors import ValidationError
 from updraft.model.limits import (
+    CPU_DOC,
     MAX_TAINTS,
     MAX_VOLUMES,
+    MEMORY_DOC,
     Args,
     Env,
     LabelKey,
@@ -110,8 +112,8 @@ class ResourceList(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)
     __pydantic_extra__: dict[str, int] = Field(init=False)
 
-    cpu: str | None = None
-    memory: str | None = None
+    cpu: str | None = Field(default=None, json_schema_extra=CPU_DOC)
+    memory: str | None = Field(default=None, json_schema_extra=MEMORY_DOC)
 
     @field_validator("cpu")
     @classmethod
