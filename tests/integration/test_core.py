@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 
 import docker
+import httpx
 import pytest
 
 from tests.cluster import BASE_IMAGE, Cluster, wait_for
@@ -65,27 +66,56 @@ def test_container_limits_in_hostconfig(two_nodes: Cluster) -> None:
 
 def test_spare_cpu_goes_to_the_oldest_container_and_follows_it(two_nodes: Cluster) -> None:
     """cloud has one cpu: two 100m containers keep 102 shares each, and the 820 nobody requested go to the
-    older one; when it ends, the other inherits them. A restarted agent rebuilds the weights of the
-    containers it re-adopts."""
+    older one; when it ends, the other inherits them. A restarted agent re-adopts both containers (the same
+    ones: same tokens, same container ids, never killed) and rebuilds their weights, even ones changed while it
+    was down."""
     engine = docker.from_env()
     with two_nodes.client() as c:
-        def shares(task_id: str) -> int:
-            cid = c.get(task_id).current.container_id
-            return int(engine.containers.get(cid).attrs["HostConfig"]["CpuShares"])
+        def shares(cid: str) -> int:
+            return int(engine.api.inspect_container(cid)["HostConfig"]["CpuShares"])
+
+        def running(task_id: str) -> tuple[int, str]:
+            task = c.get(task_id)
+            assert task.state == "running" and task.current is not None and task.current.container_id
+            return task.token, task.current.container_id
 
         spec = {"image": BASE_IMAGE, "command": ["sleep", "120"], "origin": "cloud", "offloadable": False,
                 "resources": {"requests": {"cpu": "100m"}}}
         first = c.submit(**spec)
         wait_for(lambda: c.get(first.id).state == "running", 30, what="first running")
-        wait_for(lambda: shares(first.id) == 1024, 10, what="the lone container holds the whole cpu's weight")
+        one = running(first.id)
+        wait_for(lambda: shares(one[1]) == 1024, 10, what="the lone container holds the whole cpu's weight")
         second = c.submit(**spec)
         wait_for(lambda: c.get(second.id).state == "running", 30, what="second running")
-        wait_for(lambda: (shares(first.id), shares(second.id)) == (1024 - 102, 102), 10, what="spare to the oldest")
-        two_nodes.agents["cloud"].kill9()
-        two_nodes.agents["cloud"].start()
+        two = running(second.id)
+        wait_for(lambda: (shares(one[1]), shares(two[1])) == (1024 - 102, 102), 10, what="spare to the oldest")
+
+        agent = two_nodes.agents["cloud"]
+        agent.kill9()
+        engine.api.update_container(one[1], cpu_shares=2)  # weights that are wrong when the agent returns
+        engine.api.update_container(two[1], cpu_shares=2)
+        agent.start()
+        metrics = f"http://127.0.0.1:{two_nodes.agent_ports['cloud']}/metrics"
+        wait_for(lambda: 'updraft_agent_containers{node="cloud"} 2.0' in httpx.get(metrics, timeout=2).text, 30,
+                 what="the restarted agent follows both containers")
+        wait_for(lambda: (shares(one[1]), shares(two[1])) == (1024 - 102, 102), 20,
+                 what="the re-adopted containers' weights rebuilt")
+        assert (running(first.id), running(second.id)) == (one, two)  # re-adopted, not replaced
+
         c.cancel(first.id)
-        wait_for(lambda: shares(second.id) == 1024, 20, what="the re-adopted survivor inherits the spare")
+        wait_for(lambda: _stopped(engine, one[1]), 20, what="first stopped")
+        wait_for(lambda: shares(two[1]) == 1024, 20, what="the survivor inherits the spare")
+        state = engine.api.inspect_container(two[1])["State"]
+        assert state["Running"] and state["ExitCode"] == 0  # the survivor is alive, never stopped
+        assert running(second.id) == two and len(c.get(second.id).attempts) == 1
         c.cancel(second.id)
+
+
+def _stopped(engine: docker.DockerClient, cid: str) -> bool:
+    try:
+        return not engine.api.inspect_container(cid)["State"]["Running"]
+    except docker.errors.NotFound:
+        return True
 
 
 def _seconds(stamp: str) -> float:
