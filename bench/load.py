@@ -37,9 +37,9 @@ import contextlib
 import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -72,14 +72,23 @@ class Recorder:
     """Latencies (ms) per endpoint, errors by kind, refusals by status."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.latency: dict[str, list[float]] = {}
         self.errors: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self.errors_http = 0
 
     def took(self, route: str, started: float) -> None:
         self.latency.setdefault(route, []).append((time.perf_counter() - started) * 1000)
 
+    def answered(self) -> int:
+        """Answers received (any status), long polls included."""
+        return sum(map(len, self.latency.values())) + sum(self.refused.values()) + self.errors_http
+
     def error(self, route: str, exc: BaseException | int) -> None:
+        self.errors_http += isinstance(exc, int)
         kind = f"http_{exc}" if isinstance(exc, int) else type(exc).__name__
         self.errors[f"{route}:{kind}"] += 1
 
@@ -139,9 +148,11 @@ class Load:
         c, index = self.conn(), 0
         while not self.halt.is_set():
             path = f"/v1/nodes/{name}/assignments?index={index}&wait={POLL_WAIT_S:g}"
+            sent = time.perf_counter()
             try:
                 reply = await c.request("GET", path, timeout=POLL_WAIT_S + REQUEST_TIMEOUT_S)
                 if reply.status < 300:
+                    self.rec.took("assignments", sent)
                     index = int(reply.json()["index"])
                     continue
                 self._refused_or_error("assignments", reply)
@@ -233,13 +244,12 @@ class Load:
 
 
 class Sampler:
-    """Peak RSS and CPU seconds of the server, CPU seconds of this process, sampled once a second."""
+    """Peak RSS of the server (once a second), and CPU seconds of the server and of this process in a window."""
 
     def __init__(self, server_pid: int) -> None:
         self.server, self.me = psutil.Process(server_pid), psutil.Process()
-        self.peak_rss = self.server.memory_info().rss
-        self.rss_start = self.peak_rss
-        self._cpu0 = (self._cpu(self.server), self._cpu(self.me), time.perf_counter())
+        self.peak_rss = self.rss_start = self.server.memory_info().rss
+        self._mark = (0.0, 0.0, 0.0)
 
     @staticmethod
     def _cpu(p: psutil.Process) -> float:
@@ -251,11 +261,14 @@ class Sampler:
             self.peak_rss = max(self.peak_rss, self.server.memory_info().rss)
             await asyncio.sleep(1.0)
 
-    def cpu_pct(self) -> tuple[float, float]:
-        """(server, load generator) CPU since the start, in % of one core."""
-        s0, m0, t0 = self._cpu0
-        wall = time.perf_counter() - t0
-        return 100 * (self._cpu(self.server) - s0) / wall, 100 * (self._cpu(self.me) - m0) / wall
+    def begin(self) -> None:
+        self._mark = (self._cpu(self.server), self._cpu(self.me), time.perf_counter())
+
+    def end(self) -> tuple[float, float, float]:
+        """(server CPU s, server % of one core, load generator % of one core) since :meth:`begin`."""
+        s0, m0, t0 = self._mark
+        wall, server = time.perf_counter() - t0, self._cpu(self.server) - s0
+        return server, 100 * server / wall, 100 * (self._cpu(self.me) - m0) / wall
 
 
 def percentile(xs: list[float], q: float) -> float | None:
@@ -276,7 +289,8 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
         await asyncio.sleep(0.1)
     register_s = time.perf_counter() - t_reg
     await asyncio.sleep(3 * HEARTBEAT_S)  # every node has beaten a few times before the clients come
-    rec.latency.clear()
+    rec.reset()  # count from here: the load window
+    sampler.begin()
     sampling = asyncio.create_task(sampler.run(load.halt))
     clients = [asyncio.create_task(load.submitter()) for _ in range(submitters)]
     clients += [asyncio.create_task(load.poll("list", "/v1/tasks?limit=100", LIST_EVERY_S)) for _ in range(LISTERS)]
@@ -285,12 +299,13 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
     await asyncio.sleep(duration)
     load.stop.set()
     stopped = time.perf_counter()
+    server_cpu_s, server_cpu, own_cpu = sampler.end()
+    answered = rec.answered()
     for t in clients:
         t.cancel()  # answers still in flight are abandoned: neither accepted nor errors
     await asyncio.gather(*clients, return_exceptions=True)
     recover_s = await load.recover(stopped)
     events = await load.events()
-    server_cpu, own_cpu = sampler.cpu_pct()
     load.halt.set()
     for t in fleet:
         t.cancel()
@@ -317,8 +332,11 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
         "rss_mb": round(sampler.peak_rss / 2**20, 1),
         "rss_start_mb": round(sampler.rss_start / 2**20, 1),
         "server_cpu_pct": round(server_cpu),
+        "answered": answered,
+        "server_cpu_ms_per_answer": round(1000 * server_cpu_s / max(answered, 1), 2),
         "loadgen_cpu_pct": round(own_cpu),
         "register_s": round(register_s, 1),
+        "loadavg_1m": round(os.getloadavg()[0], 1),  # the whole machine's, others' work included
         "_accepted": load.accepted,
     }
 
@@ -370,6 +388,7 @@ def main() -> None:
     ap.add_argument("--baseline", action="store_true", help="write load_baseline.json (today's server)")
     ap.add_argument("--runs", help="M:N,M:N,... instead of the issue's three runs")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the server on the way out, as on ^C
     duration = QUICK_DURATION_S if args.quick else DURATION_S
     runs = RUNS if not args.runs else [tuple(map(int, r.split(":"))) for r in args.runs.split(",")]
     results = []
@@ -393,4 +412,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
