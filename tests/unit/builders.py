@@ -51,10 +51,12 @@ def node(
     memory_pct: float = 0.0,
     images: Iterable[str] = (),
     offloading: bool = False,
+    extended: Mapping[str, int] | None = None,
 ) -> Node:
+    """A ready node; ``extended`` declares countable resources (``{"nvidia.com/gpu": 2}``)."""
     return Node(
         name=name,
-        capacity=Capacity(cpu_millis=parse_cpu(cpu), memory_bytes=parse_memory(memory)),
+        capacity=Capacity(cpu_millis=parse_cpu(cpu), memory_bytes=parse_memory(memory), extended=dict(extended or {})),
         tags=list(tags),
         labels=dict(labels or {}),
         taints=[t if isinstance(t, Taint) else Taint.parse(t) for t in taints],
@@ -78,11 +80,16 @@ def spec(
     memory: str | None = "64Mi",
     origin: str | None = None,
     cpu_limit: str | None = None,
+    extended: Mapping[str, int] | None = None,
     **fields: Any,
 ) -> TaskSpec:
-    """A task spec requesting ``cpu``/``memory`` (and limiting ``cpu_limit``); other TaskSpec fields by keyword."""
+    """A task spec requesting ``cpu``/``memory`` and ``extended`` resources (and limiting ``cpu_limit``); other
+    TaskSpec fields by keyword."""
     fields.setdefault(
-        "resources", Resources(requests=ResourceList(cpu=cpu, memory=memory), limits=ResourceList(cpu=cpu_limit))
+        "resources",
+        Resources(
+            requests=ResourceList(cpu=cpu, memory=memory, **dict(extended or {})), limits=ResourceList(cpu=cpu_limit)
+        ),
     )
     return TaskSpec(image=image, origin=origin, **fields)
 
@@ -120,6 +127,20 @@ def snapshot(
         usage=dict(usage or {}),
         forecasts=dict(forecasts or {}),
     )
+
+
+def required(*expressions: tuple[str, str, list[str]]) -> dict[str, Any]:
+    """``affinity`` requiring (key, operator, values) expressions, ANDed in one term."""
+    exprs = [{"key": k, "operator": op, "values": v} for k, op, v in expressions]
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": exprs}]}}}  # fmt: skip
+
+
+def preferred(*terms: tuple[int, tuple[str, str, list[str]]]) -> dict[str, Any]:
+    """``affinity`` preferring (weight, (key, operator, values)) terms."""
+    return {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": w, "preference": {"matchExpressions": [{"key": k, "operator": op, "values": v}]}}
+        for w, (k, op, v) in terms]}}  # fmt: skip
 
 
 def policy(**overrides: Any) -> Policy:

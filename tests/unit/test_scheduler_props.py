@@ -26,7 +26,16 @@ from updraft.model import (
     TaskSpec,
     Toleration,
 )
-from updraft.scheduler import Plan, Policy, Snapshot, Usage, schedule
+from updraft.model.spec import (
+    Affinity,
+    NodeAffinity,
+    NodeSelector,
+    NodeSelectorRequirement,
+    NodeSelectorTerm,
+    PreferredSchedulingTerm,
+)
+from updraft.scheduler import Plan, Policy, Snapshot, Usage, filters, queue_order, schedule
+from updraft.scheduler.scores import score
 
 KEYS = ["gpu", "zone", "dedicated"]
 VALUES = ["", "a", "b"]
@@ -232,3 +241,126 @@ def test_every_due_task_gets_exactly_one_decision(case: Case) -> None:
 @given(cases())
 def test_schedule_is_deterministic(case: Case) -> None:
     assert schedule(case.snapshot, case.policy, NOW) == schedule(case.snapshot, case.policy, NOW)
+
+
+# -- the fast path decides as an exhaustive search would ------------------------------------------------------
+
+GPU = "nvidia.com/gpu"
+EXPRESSIONS = st.sampled_from(
+    [
+        NodeSelectorRequirement(key="zone", operator="In", values=["a"]),
+        NodeSelectorRequirement(key="zone", operator="NotIn", values=["a"]),
+        NodeSelectorRequirement(key="arch", operator="Exists"),
+        NodeSelectorRequirement(key="arch", operator="DoesNotExist"),
+        NodeSelectorRequirement(key="cores", operator="Gt", values=["4"]),
+        NodeSelectorRequirement(key="cores", operator="Lt", values=["6"]),
+    ]
+)
+TERMS = st.builds(NodeSelectorTerm, matchExpressions=st.lists(EXPRESSIONS, max_size=2))
+AFFINITY = st.none() | st.builds(
+    lambda req, pref: Affinity(
+        nodeAffinity=NodeAffinity(
+            requiredDuringSchedulingIgnoredDuringExecution=NodeSelector(nodeSelectorTerms=req) if req else None,
+            preferredDuringSchedulingIgnoredDuringExecution=pref,
+        )
+    ),
+    st.lists(TERMS, max_size=2),
+    st.lists(st.builds(PreferredSchedulingTerm, weight=st.integers(1, 100), preference=TERMS), max_size=2),
+)
+
+
+@st.composite
+def anywhere(draw: st.DrawFn) -> Case:
+    """Tasks without an origin over nodes with every constraint the filters know, and GPUs."""
+    nodes = {}
+    for i, (n, _) in enumerate(draw(st.lists(_node(), min_size=1, max_size=6))):
+        labels = {**n.labels, "cores": draw(st.sampled_from(["2", "4", "8", "x"]))}
+        gpus = draw(st.sampled_from([0, 0, 1, 2]))
+        cap = n.capacity.model_copy(update={"extended": {GPU: gpus} if gpus else {}})
+        nodes[f"n{i}"] = n.model_copy(
+            update={
+                "name": f"n{i}",
+                "labels": labels,
+                "capacity": cap,
+                "images": draw(st.sampled_from([[], ["app:v1"]])),
+                "bandwidth": draw(st.sampled_from([None, 1e6, 1e8])),
+            }
+        )
+    usage = {}
+    for name, n in nodes.items():
+        if draw(st.booleans()):
+            gpus = n.capacity.extended.get(GPU, 0)
+            usage[name] = Usage(
+                cpu_millis=draw(st.integers(0, n.capacity.cpu_millis)),
+                memory_bytes=draw(st.integers(0, n.capacity.memory_bytes)),
+                tasks=draw(st.integers(0, 5)),
+                pending_cpu_millis=draw(st.integers(0, 2000)),
+                pending_unbounded=draw(st.integers(0, 1)),
+                extended={GPU: draw(st.integers(0, gpus))} if gpus else {},
+            )
+    pending = []
+    for i in range(draw(st.integers(1, 10))):
+        cpu, memory, gpus = draw(maybe_millis), draw(maybe_mebis), draw(st.sampled_from([0, 0, 0, 1, 2]))
+        requests: dict[str, object] = {
+            "cpu": None if cpu is None else f"{cpu}m",
+            "memory": None if memory is None else f"{memory}Mi",
+        }
+        if gpus:
+            requests[GPU] = gpus
+        spec = TaskSpec(
+            image=draw(st.sampled_from(["busybox:1.36", "app:v1"])),
+            resources=Resources(requests=ResourceList(**requests)),  # type: ignore[arg-type]
+            node_selector=draw(SELECTORS),
+            affinity=draw(AFFINITY),
+            tolerations=draw(TOLERATIONS),
+            priority=draw(st.integers(-1, 1)),
+        )
+        pending.append(
+            Task(
+                id=f"t{i}",
+                spec=spec,
+                submitted_seq=i,
+                excluded_nodes=draw(st.lists(st.sampled_from(sorted(nodes)), max_size=1)),
+                image_size=draw(st.sampled_from([None, 10**7, 10**9])),
+            )
+        )
+    pol = Policy(
+        scoring=draw(st.sampled_from(["spread", "binpack"])),
+        scoring_by_tag=draw(st.sampled_from([{}, {"cloud": "binpack"}, {"edge": "spread"}])),
+        percentage_of_nodes_to_score=100,
+    )
+    return Case(Snapshot(nodes=nodes, pending=pending, usage=usage), pol)
+
+
+@PROPS
+@given(anywhere())
+def test_sampling_off_chooses_a_node_with_the_exhaustive_best_score(case: Case) -> None:
+    """Replay the plan with the scalar filters and scores: each task gets a node whose score equals the best
+    over every feasible node at that moment (or waits when none is feasible), and capacity holds throughout."""
+    plan = schedule(case.snapshot, case.policy, NOW)
+    placed = {p.task_id: p for p in plan.placements}
+    deferred = {d.task_id for d in plan.deferrals}
+    usage = dict(case.snapshot.usage)
+    for t in queue_order(case.snapshot.pending):
+        assert (t.id in placed) != (t.id in deferred)  # one decision per task
+        feasible = {
+            name: score(n, t.spec, usage.get(name, Usage()), case.policy, t.image_size)
+            for name, n in case.snapshot.nodes.items()
+            if name not in t.excluded_nodes and filters.why(n, t.spec, usage.get(name, Usage())) is None
+        }
+        if t.id in deferred:
+            assert not feasible, (t.id, feasible)
+            continue
+        p = placed[t.id]
+        assert p.node in feasible, (p, feasible)
+        assert p.score == feasible[p.node] == max(feasible.values())
+        assert p.node == min(name for name, s in feasible.items() if s == p.score)  # ties: first name
+        usage[p.node] = usage.get(p.node, Usage()).plus(t.spec)
+    for name, u in usage.items():
+        cap = case.snapshot.nodes[name].capacity
+        before = case.snapshot.usage.get(name, Usage())
+        if u is not before:
+            assert u.cpu_millis <= max(cap.cpu_millis, before.cpu_millis)
+            assert u.memory_bytes <= max(cap.memory_bytes, before.memory_bytes)
+            for res, n in u.extended.items():
+                assert n <= max(cap.extended.get(res, 0), before.extended.get(res, 0))

@@ -85,6 +85,7 @@ class NodeIndex:
         self.a: dict[str, np.ndarray] = {}
         self._grow(64)
         self._images: dict[str, set[int]] = {}
+        self._image_masks: dict[tuple[str, ...], np.ndarray] = {}
         self._groups: dict[tuple[Taint, ...], int] = {(): 0}
         self._group_taints: list[tuple[Taint, ...]] = [()]
         self._cache: OrderedDict[Signature, np.ndarray] = OrderedDict()
@@ -328,6 +329,7 @@ class NodeIndex:
         self._touch()
 
     def _index_images(self, row: int, old: Iterable[str], new: Iterable[str]) -> None:
+        self._image_masks.clear()
         for image in old:
             rows = self._images.get(image)
             if rows is not None:
@@ -382,12 +384,18 @@ class NodeIndex:
             out |= mask[: self._size]
         return out
 
-    def image_mask(self, names: Iterable[str]) -> np.ndarray:
-        out = np.zeros(self._size, np.bool_)
-        for name in names:
-            rows = self._images.get(name)
-            if rows:
-                out[list(rows)] = True
+    def image_mask(self, names: tuple[str, ...]) -> np.ndarray:
+        """Rows holding any of ``names`` (cached until a node's image list changes)."""
+        out = self._image_masks.get(names)
+        if out is None or len(out) != self._size:
+            out = np.zeros(self._size, np.bool_)
+            for name in names:
+                rows = self._images.get(name)
+                if rows:
+                    out[list(rows)] = True
+            if len(self._image_masks) > 256:
+                self._image_masks.clear()
+            self._image_masks[names] = out
         return out
 
     def requirement_mask(self, req: NodeSelectorRequirement) -> np.ndarray:

@@ -158,7 +158,8 @@ class _Pass:
         k = policy.nodes_to_score(len(rows), len(index))
         if k < len(rows):  # kube-scheduler's sampling: a window of k feasible rows from a rotating start
             start = int(np.searchsorted(rows, index.next_start))
-            rows = np.roll(rows, -start)[:k]
+            window = rows[start : start + k]
+            rows = window if len(window) == k else np.concatenate((window, rows[: k - len(window)]))
             index.next_start = int(rows[-1]) + 1
         scores = vector_scores(index, rows, task.spec, demand, soft, preferred, policy, task.image_size)
         top = scores.max()

@@ -126,7 +126,7 @@ def vector_scores(
         pull = image_bytes / np.where(np.isnan(bandwidth), policy.default_bandwidth, bandwidth)
         image = np.maximum(0.0, 1.0 - pull / policy.pull_time_scale)
     digest = spec.image.partition("@")[2]
-    held = index.image_mask([spec.image, digest] if digest else [spec.image])[rows]
+    held = index.image_mask((spec.image, digest) if digest else (spec.image,))[rows]
     image = np.where(held, 1.0, image)
 
     binpack = _strategy_mask(index, rows, policy)
