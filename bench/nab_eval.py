@@ -1,27 +1,28 @@
 """Evaluate Updraft's streaming anomaly detector on the Numenta Anomaly Benchmark (NAB) data.
 
-Why: the predictor must be shown to work on real, labelled metric streams, scored the way the field
-scores them, and compared with the static threshold it replaces. This script
+Why: the predictor must be shown to work on labelled metric streams it was *not* tuned on, scored the way
+the field scores them, and compared with the static threshold it replaces. This script
 
-1. runs :class:`updraft.predict.AnomalyDetector` (default configuration, the same for every file) over
-   every series in ``<nab>/data``, one sample at a time, timing the update loop;
-2. runs a static-threshold baseline on the same series: the score of a sample is
-   ``(value - p50) / (p100 - p50)`` where p50 and p100 are the median and maximum of the series'
-   probationary period, so a threshold ``θ`` means "alarm when the value exceeds the median by θ times
-   the probationary headroom" (θ = 1: above anything seen while learning) — the per-node "92 %" line,
-   expressed so one θ can be tuned across series of different units;
-3. scores both with the NAB method (:mod:`updraft.predict.nab`), tuning one threshold per detector and
-   profile over the whole corpus, as NAB does;
-4. reports, for both at their own best standard-profile threshold:
+1. runs :class:`updraft.predict.AnomalyDetector` over every series in ``<nab>/data``, one sample at a time,
+   for each configuration of a small candidate grid (``CANDIDATES``), timing the update loop;
+2. **leave-one-category-out** (the headline): for each NAB category with labelled windows, the
+   configuration *and* the threshold are chosen on the other categories only (best NAB standard score
+   there), and the held-out category is scored with them; the report is the mean over folds, each fold
+   shown, with the false-alarm rate at the chosen threshold and the detection delay. The same is done for
+   a static-threshold baseline (``(value - p50) / (max - p50)`` of the probationary period, so θ = 1 means
+   "above anything seen while learning");
+3. scores the shipped configuration (``DetectorConfig()``) in-sample over the whole corpus as well, with the
+   threshold tuned over the corpus as NAB does, and says which candidate the same selection rule picks on
+   the whole corpus (it should be the shipped one);
+4. writes ``bench/results/nab_eval.json``.
 
-   * ``false_alarm_rate``: alarms outside every labelled window / all alarms, where an *alarm* is the
-     first row of a run of consecutive detections (a rising edge), counted after the probationary period;
-   * ``mean_delay_s``: seconds from a window's start to the first detection inside it, averaged over the
-     windows that detector detected (``*_delay_common_s`` averages over windows both detected);
+A second mode is the stable entry point for data this project has never seen:
+``python bench/nab_eval.py --data DIR --results-out OUT`` runs the shipped configuration (no tuning on DIR)
+over every ``DIR/<category>/<name>.csv`` and writes ``OUT/<category>/<name>.csv`` with the columns
+``timestamp,value,anomaly_score``, one row per input row in the same order, for NAB's own scorer (which
+handles the probationary period itself).
 
-and writes ``bench/results/nab_eval.json``.
-
-Run: ``.venv/bin/python bench/nab_eval.py [--nab DIR] [--out FILE] [--threshold-cv]``.
+Run: ``.venv/bin/python bench/nab_eval.py [--nab DIR] [--out FILE]``.
 """
 
 from __future__ import annotations
@@ -30,17 +31,17 @@ import argparse
 import csv
 import json
 import math
-import random
 import sys
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import _common  # also sets the import path
+import nab_score as nab
 import numpy as np
+from nab_corpus import Report, Series, at_threshold, common_delay, epoch, evaluate, fa_constrained, load_corpus
 
-from updraft.predict import AnomalyDetector, OverloadPredictor
-from updraft.predict import nab as nab
+from updraft.predict import AnomalyDetector, DetectorConfig, OverloadPredictor
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NAB = ROOT.parent / "shared" / "data" / "nab"
@@ -53,46 +54,20 @@ PUBLISHED = {
     "HTM": 70.1,
     "ARTime": 74.9,
 }
+#: The hyper-parameters leave-one-category-out chooses between: the episode length (``quiet``) and the
+#: likelihood's averaging window (``avg``). Everything else is fixed at the shipped defaults.
+CANDIDATES: dict[str, DetectorConfig] = {
+    f"quiet={q} avg={a}": DetectorConfig(quiet=q, avg=a) for q in (0, 100, 200, 400, 800) for a in (10, 20)
+}
 
 
-@dataclass
-class Series:
-    name: str
-    t: np.ndarray  # seconds since the epoch (timestamps read as UTC)
-    v: np.ndarray
-    rw: dict[str, nab.RowWeights]  # per profile
-
-
-def _epoch(ts: str) -> float:
-    return datetime.fromisoformat(ts.strip()).replace(tzinfo=UTC).timestamp()
-
-
-def load_corpus(nab_dir: Path) -> list[Series]:
-    """Read every labelled series and map its windows (timestamps) to rows."""
-    labels = json.loads((nab_dir / "labels" / "combined_windows.json").read_text())
-    out: list[Series] = []
-    for name in sorted(labels):
-        path = nab_dir / "data" / name
-        if not path.exists():
-            continue
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        t = np.array([_epoch(r["timestamp"]) for r in rows])
-        v = np.array([float(r["value"]) for r in rows])
-        win = nab.window_rows(t, [(_epoch(a), _epoch(b)) for a, b in labels[name]])
-        rw = {p.name: nab.row_weights(len(v), win, p) for p in nab.PROFILES}
-        out.append(Series(name, t, v, rw))
-    return out
-
-
-def run_detector(corpus: list[Series]) -> tuple[list[np.ndarray], float]:
+def run_detector(corpus: list[Series], config: DetectorConfig | None = None) -> tuple[list[np.ndarray], float]:
     """Score every series with a fresh detector; return the scores and µs per sample of the update loop."""
     scores: list[np.ndarray] = []
     elapsed = 0.0
     n = 0
     for s in corpus:
-        det = AnomalyDetector()
-        update = det.update
+        update = AnomalyDetector(config).update
         ts = s.t.tolist()
         vs = s.v.tolist()
         t0 = time.perf_counter()
@@ -100,7 +75,7 @@ def run_detector(corpus: list[Series]) -> tuple[list[np.ndarray], float]:
         elapsed += time.perf_counter() - t0
         n += len(out)
         scores.append(np.asarray(out))
-    return scores, 1e6 * elapsed / n
+    return scores, 1e6 * elapsed / max(n, 1)
 
 
 def time_predictor(corpus: list[Series]) -> float:
@@ -108,8 +83,7 @@ def time_predictor(corpus: list[Series]) -> float:
     elapsed = 0.0
     n = 0
     for s in corpus:
-        p = OverloadPredictor(threshold=float(np.max(s.v)), horizon_s=1800.0)
-        update = p.update
+        update = OverloadPredictor(threshold=float(np.max(s.v)), horizon_s=1800.0).update
         ts = s.t.tolist()
         vs = s.v.tolist()
         t0 = time.perf_counter()
@@ -117,161 +91,153 @@ def time_predictor(corpus: list[Series]) -> float:
             update(t, v)
         elapsed += time.perf_counter() - t0
         n += len(ts)
-    return 1e6 * elapsed / n
+    return 1e6 * elapsed / max(n, 1)
 
 
-def static_scores(corpus: list[Series], two_sided: bool = False) -> list[np.ndarray]:
+def static_scores(corpus: list[Series]) -> list[np.ndarray]:
     """Static threshold baseline scores: value relative to the probationary period's median and max."""
     out = []
     for s in corpus:
-        prob = nab.probationary_length(len(s.v))
-        head = s.v[: max(prob, 1)]
+        head = s.v[: max(nab.probationary_length(len(s.v)), 1)]
         p50 = float(np.median(head))
-        if two_sided:
-            span = float(np.max(np.abs(head - p50))) or 1.0
-            out.append(np.abs(s.v - p50) / span)
-        else:
-            span = float(np.max(head) - p50) or 1.0
-            out.append((s.v - p50) / span)
+        span = float(np.max(head) - p50) or 1.0
+        out.append((s.v - p50) / span)
     return out
 
 
+# --- leave-one-category-out ------------------------------------------------------------------------------
+
+
+def _best(corpus: list[Series], scores: list[np.ndarray], idx: list[int]) -> tuple[float, float]:
+    """Best standard-profile threshold over the series ``idx`` and its normalised score there."""
+    pairs = [(scores[i], corpus[i].rw[nab.STANDARD.name]) for i in idx]
+    thr, raw = nab.sweep(pairs, nab.STANDARD).best()
+    return thr, nab.normalise(raw, nab.count_windows(pairs), nab.STANDARD)
+
+
+def choose(
+    corpus: list[Series], runs: dict[str, list[np.ndarray]], idx: list[int]
+) -> tuple[str, float, float]:
+    """The candidate and threshold with the best NAB standard score over the series ``idx`` (first on ties)."""
+    best: tuple[str, float, float] | None = None
+    for name, scores in runs.items():
+        thr, score = _best(corpus, scores, idx)
+        if best is None or score > best[2]:
+            best = (name, thr, score)
+    assert best is not None, "no candidates"
+    return best
+
+
 @dataclass
-class Report:
+class Fold:
+    """One held-out category: what was chosen without it, and how that did on it."""
+
+    category: str
+    series: int
+    windows: int
+    chosen: str
     threshold: float
-    nab_scores: dict[str, float]
-    thresholds: dict[str, float]
+    train_score: float
+    standard_score: float  # the held-out category at the threshold chosen on the others
+    own_best_score: float  # the held-out category at its own best threshold (NAB's --optimize on it alone)
     alarms: int
     false_alarms: int
     false_alarm_rate: float
-    fp_rows: int
-    detected_rows: int
-    row_false_alarm_rate: float
-    windows: int
     windows_detected: int
     mean_delay_s: float
-    mean_delay_fraction: float
-    first_detection: list[list[int | None]]
+    mean_delay_window_fraction: float
+    static_standard_score: float
+    static_false_alarm_rate: float
+    static_windows_detected: int
 
 
-def evaluate(corpus: list[Series], scores: list[np.ndarray]) -> Report:
-    """NAB scores for every profile, then alarm statistics at the best standard-profile threshold."""
-    nab_scores: dict[str, float] = {}
-    thresholds: dict[str, float] = {}
-    for prof in nab.PROFILES:
-        pairs = [(sc, s.rw[prof.name]) for sc, s in zip(scores, corpus, strict=True)]
-        thr, raw = nab.sweep(pairs, prof).best()
-        nab_scores[prof.name] = nab.normalise(raw, nab.count_windows(pairs), prof)
-        thresholds[prof.name] = thr
-    return at_threshold(corpus, scores, thresholds[nab.STANDARD.name], nab_scores, thresholds)
+def _sub(corpus: list[Series], scores: list[np.ndarray], idx: list[int]) -> tuple[list[Series], list[np.ndarray]]:
+    return [corpus[i] for i in idx], [scores[i] for i in idx]
 
 
-def at_threshold(
-    corpus: list[Series],
-    scores: list[np.ndarray],
-    thr: float,
-    nab_scores: dict[str, float] | None = None,
-    thresholds: dict[str, float] | None = None,
-) -> Report:
-    """Alarm, false-alarm and delay statistics of one detector at one threshold."""
-    alarms = fa = fp_rows = det_rows = windows = detected = 0
-    raw = 0.0
-    delays: list[float] = []
-    fracs: list[float] = []
-    firsts: list[list[int | None]] = []
-    for sc, s in zip(scores, corpus, strict=True):
-        rw = s.rw[nab.STANDARD.name]
-        det = (sc >= thr) & rw.scored
-        rising = det & ~np.concatenate(([False], det[:-1]))
-        alarms += int(rising.sum())
-        fa += int((rising & (rw.window_id < 0)).sum())
-        det_rows += int(det.sum())
-        fp_rows += int((det & (rw.window_id < 0)).sum())
-        fs = nab.score_detections(det, rw, nab.STANDARD)
-        raw += fs.score
-        firsts.append(list(fs.first_detection))
-        for k, (a, b) in enumerate(rw.windows):
-            if k not in rw.scored_windows:
-                continue
-            windows += 1
-            first = fs.first_detection[k]
-            if first is not None:
-                detected += 1
-                delays.append(float(s.t[first] - s.t[a]))
-                fracs.append((first - a) / (b - a + 1))
-    if nab_scores is None:
-        nab_scores = {nab.STANDARD.name: nab.normalise(raw, windows, nab.STANDARD)}
-    return Report(
-        threshold=thr,
-        nab_scores=nab_scores,
-        thresholds=thresholds or {nab.STANDARD.name: thr},
-        alarms=alarms,
-        false_alarms=fa,
-        false_alarm_rate=fa / alarms if alarms else 0.0,
-        fp_rows=fp_rows,
-        detected_rows=det_rows,
-        row_false_alarm_rate=fp_rows / det_rows if det_rows else 0.0,
-        windows=windows,
-        windows_detected=detected,
-        mean_delay_s=float(np.mean(delays)) if delays else math.nan,
-        mean_delay_fraction=float(np.mean(fracs)) if fracs else math.nan,
-        first_detection=firsts,
-    )
+def loco(corpus: list[Series], runs: dict[str, list[np.ndarray]], static: list[np.ndarray]) -> list[Fold]:
+    """Leave-one-category-out over every category with labelled windows (see the module docstring)."""
+    folds: list[Fold] = []
+    for cat in sorted({s.category for s in corpus}):
+        test = [i for i, s in enumerate(corpus) if s.category == cat]
+        train = [i for i, s in enumerate(corpus) if s.category != cat]
+        if not sum(len(corpus[i].rw[nab.STANDARD.name].scored_windows) for i in test) or not train:
+            continue  # nothing to detect (artificialNoAnomaly): it only ever trains
+        name, thr, train_score = choose(corpus, runs, train)
+        rep = at_threshold(*_sub(corpus, runs[name], test), thr)
+        _, own = _best(corpus, runs[name], test)
+        s_thr, _ = _best(corpus, static, train)
+        srep = at_threshold(*_sub(corpus, static, test), s_thr)
+        folds.append(Fold(
+            category=cat, series=len(test), windows=rep.windows, chosen=name, threshold=thr,
+            train_score=round(train_score, 2), standard_score=round(rep.nab_scores[nab.STANDARD.name], 2),
+            own_best_score=round(own, 2), alarms=rep.alarms, false_alarms=rep.false_alarms,
+            false_alarm_rate=round(rep.false_alarm_rate, 4), windows_detected=rep.windows_detected,
+            mean_delay_s=round(rep.mean_delay_s, 1), mean_delay_window_fraction=round(rep.mean_delay_fraction, 3),
+            static_standard_score=round(srep.nab_scores[nab.STANDARD.name], 2),
+            static_false_alarm_rate=round(srep.false_alarm_rate, 4), static_windows_detected=srep.windows_detected,
+        ))
+    return folds
 
 
-def fa_constrained(
-    corpus: list[Series], scores: list[np.ndarray], start: float, max_rate: float = 0.13
-) -> Report | None:
-    """The lowest threshold (at or above ``start``) whose false-alarm rate is at most ``max_rate``.
+def loco_summary(folds: list[Fold]) -> dict[str, float | int] | None:
+    """Mean over folds of the held-out scores; alarms, false alarms and windows summed over folds."""
+    if not folds:
+        return None  # fewer than two categories, or none with windows
+    alarms = sum(f.alarms for f in folds)
+    fa = sum(f.false_alarms for f in folds)
+    detected = [f for f in folds if f.windows_detected]
+    return {
+        "mean_standard_score": round(float(np.mean([f.standard_score for f in folds])), 2),
+        "mean_own_best_score": round(float(np.mean([f.own_best_score for f in folds])), 2),
+        "alarms": alarms,
+        "false_alarms": fa,
+        "false_alarm_rate": round(fa / alarms, 4) if alarms else 0.0,
+        "windows": sum(f.windows for f in folds),
+        "windows_detected": sum(f.windows_detected for f in folds),
+        "mean_delay_window_fraction": round(
+            float(np.average([f.mean_delay_window_fraction for f in detected],
+                             weights=[f.windows_detected for f in detected])), 3) if detected else math.nan,
+        "static_mean_standard_score": round(float(np.mean([f.static_standard_score for f in folds])), 2),
+    }
 
-    NAB's standard profile tolerates false positives (0.11 each), so its optimal threshold is not the
-    operating point with the fewest false alarms; this reports the trade-off instead of hiding it.
+
+# --- the entry point for unseen data ---------------------------------------------------------------------
+
+
+def write_results(data_dir: Path, out_dir: Path, config: DetectorConfig | None = None) -> int:
+    """Score every ``data_dir/<category>/<name>.csv`` with a fresh detector; write ``out_dir/<category>/<name>.csv``.
+
+    The columns are ``timestamp,value,anomaly_score``; timestamp and value are copied as they were read, one
+    output row per input row, in order. A row whose value is not a finite number scores 0 and is not fed to
+    the detector. Returns the number of files written.
     """
-    allv = np.concatenate(scores)
-    cands = np.unique(np.quantile(allv[allv >= start], np.linspace(0.0, 1.0, 201)))
-    for thr in cands:
-        rep = at_threshold(corpus, scores, float(thr))
-        if rep.alarms and rep.false_alarm_rate <= max_rate:
-            return rep
-    return None
+    files = sorted(p for p in data_dir.glob("*/*.csv") if p.is_file())
+    for path in files:
+        det = AnomalyDetector(config)
+        target = out_dir / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with path.open(newline="") as fin, target.open("w", newline="") as fout:
+            w = csv.writer(fout, lineterminator="\n")
+            w.writerow(["timestamp", "value", "anomaly_score"])
+            for row in csv.DictReader(fin):
+                ts, raw = row["timestamp"], row["value"]
+                try:
+                    x = float(raw)
+                except (TypeError, ValueError):
+                    x = math.nan
+                score = det.update(epoch(ts), x) if math.isfinite(x) else 0.0
+                w.writerow([ts, raw, repr(score)])
+    return len(files)
 
 
-@dataclass
-class HeadToHead:
-    """Two detectors' delays over the windows that both detected."""
-
-    windows: int
-    mean_delay_a: float
-    mean_delay_b: float
-    a_earlier: int  # windows where detector a's first detection came first
-    same: int
-    b_earlier: int
-
-
-def common_delay(corpus: list[Series], a: Report, b: Report) -> HeadToHead:
-    """Mean delay of each detector over the windows that both detected, and who was first in each."""
-    da: list[float] = []
-    db: list[float] = []
-    for s, fa, fb in zip(corpus, a.first_detection, b.first_detection, strict=True):
-        for k, (start, _) in enumerate(s.rw[nab.STANDARD.name].windows):
-            if fa[k] is not None and fb[k] is not None:
-                da.append(float(s.t[fa[k]] - s.t[start]))
-                db.append(float(s.t[fb[k]] - s.t[start]))
-    if not da:
-        return HeadToHead(0, math.nan, math.nan, 0, 0, 0)
-    earlier = sum(x < y for x, y in zip(da, db, strict=True))
-    later = sum(x > y for x, y in zip(da, db, strict=True))
-    return HeadToHead(len(da), float(np.mean(da)), float(np.mean(db)), earlier, len(da) - earlier - later, later)
+# --- main ------------------------------------------------------------------------------------------------
 
 
 def static_sweep(
     corpus: list[Series], ours: Report, static: list[np.ndarray], thetas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
 ) -> list[dict[str, float | int]]:
-    """The static threshold at lower θ than its NAB optimum: more windows, earlier, at what false-alarm cost.
-
-    Why: "earlier detection than a static threshold" depends on where that threshold is set. At its best NAB
-    θ the static line finds few windows; set lower, it finds more and earlier, and this shows the price.
-    """
+    """The static threshold at lower θ than its NAB optimum: more windows, earlier, at what false-alarm cost."""
     out: list[dict[str, float | int]] = []
     for theta in thetas:
         r = at_threshold(corpus, static, theta)
@@ -291,103 +257,69 @@ def static_sweep(
     return out
 
 
-def threshold_cv(corpus: list[Series], scores: list[np.ndarray], seeds: int = 5) -> float:
-    """Two-fold cross-validation of the threshold only: tune on half the files, score the other half.
-
-    The detector configuration is fixed (it was chosen on the whole corpus), so this guards against an
-    over-tuned threshold, not against an over-tuned configuration; see docs/predict.md.
-    """
-    prof = nab.STANDARD
-    results = []
-    for seed in range(seeds):
-        idx = list(range(len(corpus)))
-        random.Random(seed).shuffle(idx)
-        folds = (idx[0::2], idx[1::2])
-        raw_total = 0.0
-        n_total = 0
-        for train, test in (folds, folds[::-1]):
-            pairs = [(scores[i], corpus[i].rw[prof.name]) for i in train]
-            thr, _ = nab.sweep(pairs, prof).best()
-            for i in test:
-                rw = corpus[i].rw[prof.name]
-                raw_total += nab.score_detections(scores[i] >= thr, rw, prof).score
-                n_total += len(rw.scored_windows)
-        results.append(nab.normalise(raw_total, n_total, prof))
-    return float(np.mean(results))
+def _report(rep: Report, prefix: str = "") -> dict[str, object]:
+    return {
+        f"{prefix}nab_standard_score": round(rep.nab_scores["standard"], 2),
+        f"{prefix}threshold": rep.threshold,
+        f"{prefix}false_alarm_rate": round(rep.false_alarm_rate, 4),
+        f"{prefix}alarms": rep.alarms,
+        f"{prefix}false_alarms": rep.false_alarms,
+        f"{prefix}row_false_alarm_rate": round(rep.row_false_alarm_rate, 4),
+        f"{prefix}windows_detected": rep.windows_detected,
+        f"{prefix}mean_delay_s": round(rep.mean_delay_s, 1),
+        f"{prefix}mean_delay_window_fraction": round(rep.mean_delay_fraction, 3),
+    }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--nab", type=Path, default=DEFAULT_NAB, help="NAB directory with data/ and labels/")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--threshold-cv", action="store_true", help="also run a 2-fold threshold CV")
-    args = ap.parse_args(argv)
-
-    t_start = time.perf_counter()
-    corpus = load_corpus(args.nab)
-    if not corpus:
-        print(f"no NAB series found under {args.nab}", file=sys.stderr)
-        return 2
-    n_rows = int(sum(len(s.v) for s in corpus))
-    scores, us = run_detector(corpus)
-    us_pred = time_predictor(corpus)
+def evaluate_corpus(corpus: list[Series]) -> dict[str, object]:
+    """Every figure of ``nab_eval.json`` for a labelled corpus."""
+    shipped = DetectorConfig()
+    runs: dict[str, list[np.ndarray]] = {}
+    cost: dict[str, float] = {}
+    for name, cfg in CANDIDATES.items():
+        runs[name], cost[name] = run_detector(corpus, cfg)
+    shipped_name = next((n for n, c in CANDIDATES.items() if c == shipped), None)
+    if shipped_name is None:
+        shipped_name = "shipped"
+        runs[shipped_name], cost[shipped_name] = run_detector(corpus, shipped)
+    scores = runs[shipped_name]
+    static = static_scores(corpus)
+    folds = loco(corpus, {n: r for n, r in runs.items() if n in CANDIDATES}, static)
+    all_idx = list(range(len(corpus)))
+    chosen_all, _, _ = choose(corpus, {n: r for n, r in runs.items() if n in CANDIDATES}, all_idx)
     ours = evaluate(corpus, scores)
-    static_sc = static_scores(corpus)
-    static = evaluate(corpus, static_sc)
-    static2 = evaluate(corpus, static_scores(corpus, two_sided=True))
-    h2h = common_delay(corpus, ours, static)
-    our_common, static_common, n_common = h2h.mean_delay_a, h2h.mean_delay_b, h2h.windows
-    sweep = static_sweep(corpus, ours, static_sc)
+    st = evaluate(corpus, static)
+    h2h = common_delay(corpus, ours, st)
     strict = fa_constrained(corpus, scores, ours.threshold)
-    cv = threshold_cv(corpus, scores) if args.threshold_cv else None
-
-    result: dict[str, object] = {
-        "nab_standard_score": round(ours.nab_scores["standard"], 2),
+    low_fp = at_threshold(corpus, scores, ours.thresholds[nab.REWARD_LOW_FP.name])
+    return {
+        "loco": loco_summary(folds),
+        "loco_folds": [asdict(f) for f in folds],
+        "candidates": list(CANDIDATES),
+        "shipped_config": shipped_name,
+        "chosen_on_all_categories": chosen_all,
+        **_report(ours),
         "nab_reward_low_fp_score": round(ours.nab_scores["reward_low_FP_rate"], 2),
         "nab_reward_low_fn_score": round(ours.nab_scores["reward_low_FN_rate"], 2),
-        "threshold": ours.threshold,
-        "false_alarm_rate": round(ours.false_alarm_rate, 4),
-        "alarms": ours.alarms,
-        "false_alarms": ours.false_alarms,
-        "row_false_alarm_rate": round(ours.row_false_alarm_rate, 4),
         "windows": ours.windows,
-        "windows_detected": ours.windows_detected,
-        "mean_delay_s": round(ours.mean_delay_s, 1),
-        "mean_delay_window_fraction": round(ours.mean_delay_fraction, 3),
-        "static_nab_standard_score": round(static.nab_scores["standard"], 2),
-        "static_threshold": static.threshold,
-        "static_false_alarm_rate": round(static.false_alarm_rate, 4),
-        "static_alarms": static.alarms,
-        "static_false_alarms": static.false_alarms,
-        "static_row_false_alarm_rate": round(static.row_false_alarm_rate, 4),
-        "static_windows_detected": static.windows_detected,
-        "static_mean_delay_s": round(static.mean_delay_s, 1),
-        "static_mean_delay_window_fraction": round(static.mean_delay_fraction, 3),
-        "common_windows_detected": n_common,
-        "mean_delay_common_s": round(our_common, 1),
-        "static_mean_delay_common_s": round(static_common, 1),
+        "low_fp_operating_point": _report(low_fp),
+        "fa_le_13pct_operating_point": None if strict is None else _report(strict),
+        "distinct_scores_at_or_above_0.5": int(np.unique(np.concatenate(scores)[np.concatenate(scores) >= 0.5]).size),
+        **_report(st, "static_"),
+        "common_windows_detected": h2h.windows,
+        "mean_delay_common_s": round(h2h.mean_delay_a, 1),
+        "static_mean_delay_common_s": round(h2h.mean_delay_b, 1),
         "common_updraft_earlier_same_static_earlier": [h2h.a_earlier, h2h.same, h2h.b_earlier],
-        "static_sweep": sweep,
-        "static_two_sided_nab_standard_score": round(static2.nab_scores["standard"], 2),
-        "static_two_sided_false_alarm_rate": round(static2.false_alarm_rate, 4),
-        "fa_le_13pct_operating_point": None
-        if strict is None
-        else {
-            "threshold": strict.threshold,
-            "nab_standard_score": round(strict.nab_scores["standard"], 2),
-            "false_alarm_rate": round(strict.false_alarm_rate, 4),
-            "alarms": strict.alarms,
-            "windows_detected": strict.windows_detected,
-            "mean_delay_s": round(strict.mean_delay_s, 1),
-        },
-        "record_floor": AnomalyDetector().config.record_floor,
-        "us_per_sample": round(us, 2),
-        "predictor_us_per_sample": round(us_pred, 2),
+        "static_sweep": static_sweep(corpus, ours, static),
+        "us_per_sample": round(cost[shipped_name], 2),
+        "predictor_us_per_sample": round(time_predictor(corpus), 2),
         "series": len(corpus),
-        "rows": n_rows,
-        "threshold_cv_standard_score": None if cv is None else round(cv, 2),
+        "rows": int(sum(len(s.v) for s in corpus)),
         "published_standard_scores": PUBLISHED,
         "definitions": {
+            "loco": "per category with windows: candidate and threshold chosen on the other categories "
+            "(best NAB standard score there), held-out category scored with them; mean over folds",
+            "own_best_score": "held-out category at its own best threshold (what NAB's --optimize gives on it alone)",
             "alarm": "first row of a run of consecutive detections (score >= threshold), after probation",
             "false_alarm_rate": "alarms outside every labelled window / all alarms",
             "row_false_alarm_rate": "detecting rows outside every window / all detecting rows",
@@ -395,57 +327,54 @@ def main(argv: list[str] | None = None) -> int:
             "static": "score = (value - p50) / (max - p50) of the probationary period; upper threshold",
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
 
-    rows = [
-        ("NAB standard score", f"{ours.nab_scores['standard']:.1f}", f"{static.nab_scores['standard']:.1f}"),
-        (
-            "NAB low-FP / low-FN",
-            f"{ours.nab_scores['reward_low_FP_rate']:.1f} / {ours.nab_scores['reward_low_FN_rate']:.1f}",
-            f"{static.nab_scores['reward_low_FP_rate']:.1f} / {static.nab_scores['reward_low_FN_rate']:.1f}",
-        ),
-        (
-            "false-alarm rate (alarms)",
-            f"{ours.false_alarm_rate:.1%} ({ours.false_alarms}/{ours.alarms})",
-            f"{static.false_alarm_rate:.1%} ({static.false_alarms}/{static.alarms})",
-        ),
-        ("false-alarm rate (rows)", f"{ours.row_false_alarm_rate:.1%}", f"{static.row_false_alarm_rate:.1%}"),
-        (
-            "windows detected",
-            f"{ours.windows_detected}/{ours.windows}",
-            f"{static.windows_detected}/{static.windows}",
-        ),
-        ("mean delay (s)", f"{ours.mean_delay_s:.0f}", f"{static.mean_delay_s:.0f}"),
-        (f"mean delay, {n_common} common windows (s)", f"{our_common:.0f}", f"{static_common:.0f}"),
-        ("µs per sample", f"{us:.1f} (predictor {us_pred:.1f})", "-"),
-    ]
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    print(f"NAB evaluation: {len(corpus)} series, {n_rows} rows, {ours.windows} windows")
-    print(f"{'':{w0}}  {'updraft':>{w1}}  static threshold")
-    for name, a, b in rows:
-        print(f"{name:{w0}}  {a:>{w1}}  {b}")
-    if strict is not None:
-        print(
-            f"stricter threshold {strict.threshold:.3f} (false-alarm rate <= 13%): "
-            f"NAB {strict.nab_scores['standard']:.1f}, false alarms {strict.false_alarm_rate:.1%} "
-            f"({strict.false_alarms}/{strict.alarms}), windows {strict.windows_detected}/{strict.windows}, "
-            f"mean delay {strict.mean_delay_s:.0f} s"
-        )
-    print(f"two-sided static threshold: NAB {static2.nab_scores['standard']:.1f}")
-    print(f"common windows: updraft first in {h2h.a_earlier}, same row {h2h.same}, static first {h2h.b_earlier}")
-    print("static threshold set lower (θ: NAB, false alarms, windows; on the windows both find: mean delays,")
-    print("  updraft first / same row / static first):")
-    for r in sweep:
-        print(
-            f"  θ={r['theta']:<4} NAB {r['nab_standard_score']:7.1f}, {r['false_alarm_rate']:.1%} false alarms, "
-            f"{r['windows_detected']} windows; {r['common_windows']} common: {r['mean_delay_common_s']:.0f} s vs "
-            f"{r['static_mean_delay_common_s']:.0f} s, {r['updraft_earlier']}/{r['same_row']}/{r['static_earlier']}"
-        )
-    if cv is not None:
-        print(f"2-fold threshold CV (5 seeds), standard score: {cv:.1f}")
-    print("published (full 58-file corpus): " + ", ".join(f"{k} {v}" for k, v in PUBLISHED.items()))
+
+def print_table(res: dict[str, object]) -> None:
+    folds = res["loco_folds"]
+    assert isinstance(folds, list)
+    keys = ("category", "windows", "chosen", "threshold", "standard_score", "own_best_score",
+            "false_alarm_rate", "windows_detected", "mean_delay_window_fraction", "static_standard_score")
+    rows = [[f[k] if not isinstance(f[k], float) else f"{f[k]:.3f}" if k == "threshold" else f[k] for k in keys]
+            for f in folds]
+    summ = res["loco"]
+    if isinstance(summ, dict):
+        rows.append(["MEAN", summ["windows"], "", "", summ["mean_standard_score"], summ["mean_own_best_score"],
+                     summ["false_alarm_rate"], summ["windows_detected"], summ["mean_delay_window_fraction"],
+                     summ["static_mean_standard_score"]])
+    print("leave-one-category-out (configuration and threshold chosen on the other categories):")
+    print(_common.table(list(keys), rows))
+    print(f"shipped configuration {res['shipped_config']}; chosen on all categories: {res['chosen_on_all_categories']}")
+    print(
+        f"in-sample (shipped, threshold tuned on all): NAB {res['nab_standard_score']} at θ={res['threshold']:.4f}, "
+        f"false alarms {res['false_alarms']}/{res['alarms']}, windows {res['windows_detected']}/{res['windows']}; "
+        f"static threshold {res['static_nab_standard_score']}"
+    )
+    print(f"µs per sample: detector {res['us_per_sample']}, OverloadPredictor {res['predictor_us_per_sample']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--nab", type=Path, default=DEFAULT_NAB, help="NAB directory with data/ and labels/")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--data", type=Path, help="score DIR/<category>/<name>.csv with the shipped configuration")
+    ap.add_argument("--results-out", type=Path, help="with --data: where to write <category>/<name>.csv")
+    args = ap.parse_args(argv)
+
+    t_start = time.perf_counter()
+    if args.data is not None or args.results_out is not None:
+        if args.data is None or args.results_out is None:
+            ap.error("--data and --results-out go together")
+        n = write_results(args.data, args.results_out)
+        print(f"scored {n} files from {args.data} into {args.results_out} in {time.perf_counter() - t_start:.1f} s")
+        return 0 if n else 2
+    corpus = load_corpus(args.nab)
+    if not corpus:
+        print(f"no NAB series found under {args.nab}", file=sys.stderr)
+        return 2
+    res = evaluate_corpus(corpus)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    print_table(res)
     print(f"wrote {args.out} in {time.perf_counter() - t_start:.1f} s")
     return 0
 

@@ -1,4 +1,4 @@
-"""The Numenta Anomaly Benchmark (NAB) scoring method, as pure functions.
+"""The Numenta Anomaly Benchmark (NAB) scoring method, as pure functions (an evaluation tool, not runtime code).
 
 Why this exists: Updraft claims its overload predictor detects anomalies early and rarely cries wolf. The
 claim is only worth something if it is measured the way the field measures it, so this module re-implements

@@ -134,28 +134,32 @@ def test_detector_config_rejects_windows_that_cannot_work() -> None:
         DetectorConfig(avg=100, history=50)
 
 
-def test_record_gating_damps_smaller_repeats_but_not_a_bigger_excursion() -> None:
-    # a big excursion, then five smaller ones ~3.5 days apart: only the first is news for this series
-    values = noisy(1500, 100.0, 2.0, seed=1) + noisy(40, 125.0, 2.0, seed=10) + noisy(1000, 100.0, 2.0, seed=20)
-    for k in range(5):
-        values += noisy(40, 115.0, 2.0, seed=11 + k) + noisy(1000, 100.0, 2.0, seed=21 + k)
-    bigger = values + noisy(40, 160.0, 2.0, seed=30) + noisy(500, 100.0, 2.0, seed=31)
+def test_one_likelihood_alarm_per_episode_but_every_range_break_alarms() -> None:
+    # a level shift lasting 100 samples, then (inside the same episode) a value far above anything seen
+    values = noisy(2000, 100.0, 5.0, seed=7) + noisy(100, 130.0, 5.0, seed=8) + noisy(50, 100.0, 5.0, seed=9)
+    values += [300.0, *noisy(600, 100.0, 5.0, seed=10)]
+    quiet = AnomalyDetector(DetectorConfig(quiet=400))
+    q = [quiet.update_detail(t * 300.0, v) for t, v in enumerate(values)]
+    loud = AnomalyDetector(DetectorConfig(quiet=0))
+    u = [loud.update(t * 300.0, v) for t, v in enumerate(values)]
 
-    def onsets(vals: list[float]) -> list[int]:
-        d = AnomalyDetector(DetectorConfig(use_range=False))
-        s = [d.update(t * 300.0, v) for t, v in enumerate(vals)]
-        return [i for i in range(1, len(s)) if s[i] >= 0.5 > s[i - 1]]
-
-    first = onsets(values)
-    assert len(first) == 1 and 1500 <= first[0] < 1540  # during the first excursion only
-    # a larger surprise than any before is a new record, so it alarms although the series is "noisy"
-    more = onsets(bigger)
-    assert more[:-1] == first and more[-1] >= len(values)
+    first = next(i for i in range(2000, len(q)) if q[i].score >= 0.5)
+    assert first == 2000  # the shift is found at once
+    episode = range(first + 1, first + 401)
+    # without the episode rule the shift's likelihood alarms again inside the episode ...
+    assert [i for i in episode if u[i] >= 0.5 and not q[i].novel_range]
+    # ... with it, only range breaks alarm there (the spike to 300 among them), and they score 1
+    breaks = [i for i in episode if q[i].score >= 0.5]
+    assert 2150 in breaks and all(q[i].novel_range and q[i].score == 1.0 for i in breaks)
+    # the rule changes nothing else: every score is the same, or a damped alarm mapped below 0.5 in order
+    for i, (r, b) in enumerate(zip(q, u, strict=True)):
+        a = r.score
+        assert a == b or (b >= 0.5 and a == pytest.approx(0.45 + 0.09 * (b - 0.5)) and a < 0.5), i
 
 
 def test_first_error_without_a_scale_is_not_a_surprise() -> None:
     # before any typical error is known there is no reference: the first step must not score as a
-    # maximal surprise, or it would set the series' surprise record on its second sample
+    # maximal surprise
     d = AnomalyDetector()
     d.update(0.0, 10.0)
     r = d.update_detail(300.0, 50.0)
@@ -205,7 +209,7 @@ def _times(steps: list[tuple[float, float]]) -> list[tuple[float, float]]:
 def test_appending_samples_never_changes_earlier_scores(
     prefix: list[tuple[float, float]], more: list[tuple[float, float]]
 ) -> None:
-    cfg = DetectorConfig(learn=20, history=50, avg=5, reestimate=10, record_floor=0.3, range_startup=5)
+    cfg = DetectorConfig(learn=20, history=50, avg=5, reestimate=10, quiet=30, range_startup=5)
     series = _times(prefix + more)
     k = len(prefix)
 

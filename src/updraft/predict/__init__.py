@@ -6,7 +6,6 @@ the overload threshold within a horizon, online, in a few microseconds per sampl
 
 * :class:`OverloadPredictor` — what the scheduler uses: ``update(t, value) -> Prediction``.
 * :class:`AnomalyDetector` — the generic streaming anomaly score, evaluated on NAB (``bench/nab_eval.py``).
-* :mod:`updraft.predict.nab` — the NAB scoring method, as pure functions.
 """
 
 from updraft.predict.detector import AnomalyDetector, DetectorConfig, Score
