@@ -231,3 +231,22 @@ def test_pull_is_deferred_and_credentials_are_not_forwarded(serve: Callable[...,
     auth = "eyJ1c2VybmFtZSI6ImEiLCJwYXNzd29yZCI6ImIifQ=="  # {"username":"a","password":"b"}
     r = httpx.post(url + "/images/create?fromImage=x&tag=1", headers={"X-Registry-Auth": auth})
     assert r.status_code == 400 and "not forwarded" in r.json()["message"]
+
+
+def test_logs_select_streams_tail_and_follow(serve: Callable[..., tuple[FakeControlPlane, str]]) -> None:
+    control, url = serve()
+    client = docker.DockerClient(base_url=url.replace("http://", "tcp://"))
+    ctr = client.containers.run("img", ["x"], detach=True)
+    tid = control.keys[ctr.id]
+    for i in range(3):
+        control.emit(tid, "stdout", f"out {i}")
+    control.emit(tid, "stderr", "err")
+    assert ctr.logs(stdout=True, stderr=False) == b"out 0\nout 1\nout 2\n"
+    assert ctr.logs(stdout=False, stderr=True) == b"err\n"
+    assert ctr.logs(tail=2) == b"out 2\nerr\n"
+    followed = ctr.logs(stream=True, follow=True)
+    assert [next(followed) for _ in range(4)] == [b"out 0\n", b"out 1\n", b"out 2\n", b"err\n"]
+    control.emit(tid, "stdout", "later")  # arrives while the client follows
+    assert next(followed) == b"later\n"
+    control.finish(tid, 0)
+    assert list(followed) == []  # the stream ends with the container

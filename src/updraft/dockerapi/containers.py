@@ -255,13 +255,18 @@ class Engine:
             pass
         return c.task_id is not None
 
-    def log_end(self, c: Container) -> int:
-        """The position after the last line logged so far (``attach`` without ``logs=1`` starts there)."""
+    def backlog(self, c: Container) -> tuple[builtins.list[dict[str, Any]], int]:
+        """Every line logged so far, and the position after the last (where following goes on)."""
+        lines: builtins.list[dict[str, Any]] = []
         after = 0
-        if c.task_id is None:
-            return 0
-        while True:
+        while c.task_id is not None:
             page = self.control.logs(c.task_id, after, 0.0)
             if not page["lines"]:
-                return after
+                break
+            lines += page["lines"]
             after = page["next"]
+        return lines, after
+
+    def log_end(self, c: Container) -> int:
+        """The position after the last line logged so far (``attach`` without ``logs=1`` starts there)."""
+        return self.backlog(c)[1]

@@ -305,13 +305,13 @@ class DockerApi:
             parse_since(req.query.get("until"))
         stamps, follow = req.flag("timestamps"), req.flag("follow")
         h.begin_chunked(MULTIPLEXED if req.version >= (1, 42) else RAW)
-        pages = self.engine.log_lines(c, follow=False)
-        backlog = select([ln for page in pages for ln in page if ln.get("stream") in streams], since, until)
+        lines, after = self.engine.backlog(c)
+        backlog = select([ln for ln in lines if ln.get("stream") in streams], since, until)
         if tail is not None:
             backlog = backlog[len(backlog) - tail:] if tail else []
         h.chunk(encode_lines(backlog, streams, stamps))
         if follow and until is None:
-            for lines in self.engine.log_lines(c, follow=True, after=self.engine.log_end(c)):
+            for lines in self.engine.log_lines(c, follow=True, after=after):
                 h.chunk(encode_lines(select(lines, since, None), streams, stamps))
         h.end_chunked()
 
