@@ -220,3 +220,10 @@ def test_every_decision_has_a_code() -> None:
         plan = run(nodes, [t], pol)
         (decision,) = [*plan.placements, *plan.deferrals]
         assert decision.code == code, (code, decision)
+
+
+def test_updraft_nodes_shows_extended_resources() -> None:
+    from updraft.cli.nodes import capacity_text
+
+    assert capacity_text(node("g", extended={GPU: 2})) == "4 cpu / 8Gi, nvidia.com/gpu 2"
+    assert capacity_text(node("p")) == "4 cpu / 8Gi"

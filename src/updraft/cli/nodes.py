@@ -7,9 +7,17 @@ from typing import Annotated, Any
 import typer
 
 from updraft.cli.common import DEFAULT, Server, Token, _client, _fail, _pairs
+from updraft.model import Node, format_cpu, format_memory
 
 node_app = typer.Typer(help="Label, taint, cordon and drain nodes.", no_args_is_help=True)
 config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
+
+
+def capacity_text(node: Node) -> str:
+    """``4 cpu / 8Gi``, then any extended resources: ``4 cpu / 8Gi, nvidia.com/gpu 2`` (for ``updraft nodes``)."""
+    text = f"{format_cpu(node.capacity.cpu_millis)} cpu / {format_memory(node.capacity.memory_bytes)}"
+    extra = ", ".join(f"{name} {count}" for name, count in sorted(node.capacity.extended.items()))
+    return f"{text}, {extra}" if extra else text
 
 
 def register(app: typer.Typer) -> None:

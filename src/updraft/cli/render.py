@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.table import Table
 
-from updraft.model import Event, Node, Task, format_cpu, format_memory
+from updraft.cli.nodes import capacity_text
+from updraft.model import Event, Node, Task
 
 console = Console()
 STATE_STYLE = {
@@ -57,7 +58,7 @@ def nodes_table(nodes: list[Node]) -> None:
             _styled(n.state),
             f"{n.metrics.cpu_pct:.0f}%",
             f"{n.metrics.memory_pct:.0f}%",
-            f"{format_cpu(n.capacity.cpu_millis)} cpu / {format_memory(n.capacity.memory_bytes)}",
+            capacity_text(n),
             ",".join(n.tags) or "-",
             ",".join(str(t) for t in n.taints) or "-",
             flags or "-",
