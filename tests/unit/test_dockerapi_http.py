@@ -225,7 +225,7 @@ def test_kill_stop_and_remove_running(serve: Callable[..., tuple[FakeControlPlan
 
 def test_pull_is_deferred_and_credentials_are_not_forwarded(serve: Callable[..., tuple[FakeControlPlane, str]]) -> None:
     _, url = serve()
-    r = httpx.post(url + "/images/create?fromImage=updraft/base&tag=bookworm")
+    r = httpx.post(url + "/images/create?fromImage=docker.io/updraft/base&tag=bookworm")  # as the CLI sends it
     statuses = [json.loads(line)["status"] for line in r.text.splitlines()]
     assert r.status_code == 200 and "present on edge" in statuses[1]
     auth = "eyJ1c2VybmFtZSI6ImEiLCJwYXNzd29yZCI6ImIifQ=="  # {"username":"a","password":"b"}

@@ -42,7 +42,12 @@ def _credentials_given(header: str | None) -> bool:
 
 
 def _normal(ref: str) -> str:
-    """``name`` and ``name:latest`` are the same image."""
+    """``name``, ``name:latest`` and ``docker.io/library/name:latest`` (as the docker CLI sends a pull) are the
+    same image."""
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/", "index.docker.io/"):
+        if ref.startswith(prefix):
+            ref = ref.removeprefix(prefix)
+            break
     last = ref.rsplit("/", 1)[-1]
     return ref if (":" in last or "@" in ref) else ref + ":latest"
 
@@ -55,6 +60,8 @@ class ImageCatalog:
         from updraft.model.spec import IMAGE_REF
 
         ref = _reference(query)
+        if ref.startswith(("docker.io/", "index.docker.io/")):
+            ref = _normal(ref)
         if not IMAGE_REF.match(ref):
             raise ValidationError(f"invalid reference format: {ref!r}", field="fromImage")
         if query.get("platform"):
