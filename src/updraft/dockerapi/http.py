@@ -79,6 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "Updraft"
     sys_version = ""
     api: DockerApi  # set on the subclass the server builds
+    responded = False  # the status line of this request's response is out
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.path, *args)
@@ -93,6 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- response helpers ---------------------------------------------------------------------------
     def _headers(self, status: int, ctype: str | None, length: int | None, extra: dict[str, str] | None = None) -> None:
+        self.responded = True
         self.send_response(status)
         self.send_header("Api-Version", API_VERSION)
         self.send_header("Docker-Experimental", "false")
@@ -114,6 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def send_empty(self, status: int) -> None:
+        self.responded = True
         self.send_response(status)
         self.send_header("Api-Version", API_VERSION)
         self.send_header("Docker-Experimental", "false")
@@ -144,6 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
     def hijack(self, ctype: str) -> None:
         """Take the connection over: ``101 UPGRADED`` when the client asked to upgrade, else a raw 200."""
         upgrade = (self.headers.get("Upgrade") or "").lower() == "tcp"
+        self.responded = True
         self.send_response_only(101 if upgrade else 200, "UPGRADED" if upgrade else None)
         self.send_header("Content-Type", ctype)
         self.send_header("Api-Version", API_VERSION)
@@ -156,6 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- dispatch -----------------------------------------------------------------------------------
     def _dispatch(self) -> None:
+        self.responded = False
         try:
             req = self._request()
             route = self.api.route(req.method, req.path)
@@ -173,6 +178,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, f"Updraft's Docker API failed: {exc}")
 
     def _error(self, status: int, message: str) -> None:
+        if self.responded:  # mid-stream: a second response would corrupt it; ending the connection says it all
+            log.warning("docker api: %s %s ended early: %s", self.command, self.path, message)
+            self.close_connection = True
+            return
         with contextlib.suppress(OSError):
             self.send_json(status, {"message": message})
 
