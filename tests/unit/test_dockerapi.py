@@ -195,3 +195,14 @@ def test_addresses() -> None:
 
 def test_plan_is_plain_data() -> None:
     assert isinstance(plan_create(CLI_BODY), CreatePlan)
+
+
+def test_the_agent_refuses_a_docker_api_beyond_loopback(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from updraft.cli.main import app
+
+    result = CliRunner().invoke(app, ["agent", "--name", "edge", "--data-dir", str(tmp_path),
+                                      "--docker-api", "tcp://0.0.0.0:2375"])
+    assert result.exit_code == 2
+    assert "0.0.0.0 is not a loopback address" in result.output.replace("\n", " ")
