@@ -173,6 +173,10 @@ class AgentSettings(_Settings):
     refuse_root: bool = Field(default=False, description="refuse tasks that would run as root (uid 0)")
     pids_limit: int = Field(default=1024, ge=16, le=4_194_304, description="processes one container may run")
     read_only_rootfs: bool = Field(default=False, description="every container's root filesystem read-only")
+    extended_resources: list[str] = Field(
+        default_factory=list, description="extended resources to declare, name=count (e.g. nvidia.com/gpu=2); "
+        "NVIDIA GPUs are found with nvidia-smi when it is installed"
+    )
 
     @field_validator("allowed_host_paths")
     @classmethod

@@ -59,10 +59,10 @@ class Harness:
         return self.started(key, cid or f"c-{a.task_id}-{a.token}")
 
     def started(self, key: Key, cid: str, **info: Any) -> list[Instruction]:
-        return self.send(ev.ContainerStarted(key, container(*key, container_id=cid, started_at=self.clock.now(), **info)))
+        return self.send(ev.ContainerStarted(key, container(key[0], key[1], container_id=cid, started_at=self.clock.now(), **info)))
 
     def exited(self, key: Key, cid: str, code: int = 0, generation: int = 0) -> list[Instruction]:
-        info = container(*key, running=False, container_id=cid, exit_code=code)
+        info = container(key[0], key[1], running=False, container_id=cid, exit_code=code)
         return self.send(ev.ContainerExited(key, generation, info))
 
     def deliver_all(self) -> list[ev.Entry]:

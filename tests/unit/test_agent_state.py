@@ -304,3 +304,32 @@ def test_unassigned_containers_are_stopped_and_their_exit_still_reported() -> No
     assert of(h.assign(index=2), ev.Stop) == [ev.Stop(("t1", 1), "c1", 1.0, "no longer assigned to this node")]
     assert not of(h.assign(index=3), ev.Stop)  # once
     assert [s["exit_code"] for s in statuses(h.exited(("t1", 1), "c1", 137) + h.tick(3))] == [137]
+
+
+def test_each_container_gets_its_own_gpus_and_a_third_waits_for_a_release() -> None:
+    h = Harness(Config(node="n1", cpu_millis=4000, devices={"nvidia.com/gpu": ("0", "1")}))
+    h.boot()
+    gpu = {"resources": {"requests": {"cpu": "100m", "nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1}}}
+    tasks = [assignment(name, **gpu) for name in ("a", "b", "c")]
+    h.assign(*tasks)
+    for name in ("a", "b", "c"):
+        h.send(ev.ImagePulled((name, 1), "i", None))
+    creates = {c.key[0]: c.request for c in of(h.out, ev.Create)}
+    assert set(creates) == {"a", "b"}  # c waits: both GPUs are taken
+    ids = [r.device_requests[0]["DeviceIDs"] for r in (creates["a"], creates["b"])]
+    assert ids == [["0"], ["1"]] and creates["a"].labels["updraft.devices"] == "nvidia.com/gpu=0"
+    h.started(("a", 1), "ca")
+    h.out.clear()
+    h.exited(("a", 1), "ca")
+    h.tick(3)
+    [third] = of(h.out, ev.Create)
+    assert third.key == ("c", 1) and third.request.device_requests[0]["DeviceIDs"] == ["0"]
+
+
+def test_a_restarted_agent_keeps_the_gpus_its_containers_hold() -> None:
+    h = Harness(Config(node="n1", cpu_millis=4000, devices={"nvidia.com/gpu": ("0", "1")}))
+    h.boot(containers=(container("a", devices="nvidia.com/gpu=0"),))
+    gpu = {"resources": {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1}}}
+    h.assign(assignment("a", **gpu), assignment("b", **gpu))
+    [create] = of(h.send(ev.ImagePulled(("b", 1), "i", None)), ev.Create)
+    assert create.request.device_requests[0]["DeviceIDs"] == ["1"]

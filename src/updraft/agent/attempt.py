@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from updraft.agent.devices import count_requests, device_requests, label_value
 from updraft.agent.hardening import Hardened
 from updraft.agent.probes import Verdict
-from updraft.agent.runtime import ContainerInfo, Key
+from updraft.agent.runtime import (
+    LABEL_CLUSTER,
+    LABEL_CPU_REQUEST,
+    LABEL_DEVICES,
+    LABEL_NODE,
+    LABEL_STOP_AFTER,
+    LABEL_TASK,
+    LABEL_TOKEN,
+    ContainerInfo,
+    CreateRequest,
+    Key,
+)
 from updraft.model.api import Assignment
 from updraft.model.spec import Probe, TaskSpec
 
@@ -62,6 +75,42 @@ class Attempt:
     @property
     def spec(self) -> TaskSpec | None:
         return self.assignment.spec if self.assignment is not None else None
+
+
+def owner(key: Key) -> str:
+    """The name an attempt holds CPU rows and devices under before its container exists."""
+    return f"{key[0]}/{key[1]}"
+
+
+def create_request(a: Attempt, node: str, cluster: str, shares: int, cpuset: str | None, cgroup_parent: str | None,
+                   devices: Mapping[str, list[str]]) -> CreateRequest:
+    """The container of an attempt: its labels (how a restarted agent finds and rebuilds it), its command and
+    environment, its limits and the hardening decided when it was admitted."""
+    assert a.assignment is not None and a.hardened is not None
+    spec, (task_id, token) = a.assignment.spec, a.key
+    labels = {**spec.labels, LABEL_NODE: node, LABEL_CLUSTER: cluster, LABEL_TASK: task_id,
+              LABEL_TOKEN: str(token), LABEL_CPU_REQUEST: str(spec.resources.request_cpu())}
+    if spec.on_disconnect == "stop" and spec.stop_after:
+        labels[LABEL_STOP_AFTER] = str(spec.stop_after)
+    if devices:
+        labels[LABEL_DEVICES] = label_value(devices)
+    limits = spec.resources.limits
+    return CreateRequest(
+        name=f"updraft-{task_id}-{token}",
+        image=spec.image,
+        command=[*(spec.command or []), *(spec.args or [])] or None,
+        env={**spec.container_env(), "UPDRAFT_TASK_ID": task_id, "UPDRAFT_TOKEN": str(token)},
+        labels=labels,
+        workdir=spec.workdir,
+        hardening=a.hardened.hardening,
+        mounts=a.hardened.mounts,
+        cpu_shares=shares,
+        nano_cpus=limits.cpu_millis * 1_000_000 if limits.cpu else None,
+        memory_bytes=limits.memory_bytes if limits.memory else None,
+        cpuset=cpuset,
+        cgroup_parent=cgroup_parent,
+        device_requests=device_requests(devices) if devices else count_requests(spec),
+    )
 
 
 def running_report(info: ContainerInfo) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import docker.errors
 from updraft.agent.runtime import (
     LABEL_CLUSTER,
     LABEL_CPU_REQUEST,
+    LABEL_DEVICES,
     LABEL_NODE,
     LABEL_STOP_AFTER,
     LABEL_TASK,
@@ -129,6 +130,7 @@ class DockerRuntime:
             limited=bool(host.get("NanoCpus")),
             cpu_shares=int(host["CpuShares"]) if host.get("CpuShares") else None,
             stop_after=float(stop_after) if stop_after else None,
+            devices=labels.get(LABEL_DEVICES, ""),
         )
 
     def _ran_digest(self, attrs: dict[str, Any]) -> str | None:

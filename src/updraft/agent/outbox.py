@@ -16,6 +16,25 @@ from pathlib import Path
 from updraft.agent.events import Entry, EntryKind
 from updraft.agent.runtime import Key
 
+MAX_BATCH_LINES, MAX_BATCH_BYTES = 2000, 256 * 1024  # well within the API's limits (10000 lines, 1 MiB)
+
+
+def next_batch(entries: list[Entry]) -> tuple[Entry, ...]:
+    """What to send next: the oldest entry, with the log lines of the same attempt queued right after it."""
+    first = entries[0]
+    batch = [first]
+    if first.kind is EntryKind.LOG:
+        lines = len(first.body["lines"])
+        size = sum(len(x["data"]) for x in first.body["lines"])
+        for x in entries[1:]:
+            if x.kind is not EntryKind.LOG or x.key != first.key or lines > MAX_BATCH_LINES or size > MAX_BATCH_BYTES:
+                break
+            batch.append(x)
+            lines += len(x.body["lines"])
+            size += sum(len(y["data"]) for y in x.body["lines"])
+    return tuple(batch)
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,
     task_id TEXT NOT NULL, token INTEGER NOT NULL, body TEXT NOT NULL);

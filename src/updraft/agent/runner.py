@@ -25,6 +25,7 @@ import httpx
 from updraft.agent import events as ev
 from updraft.agent.cgroup import ParentCgroup, host_cpu_count
 from updraft.agent.cpu import usable_millis
+from updraft.agent.devices import GPU, detect_gpus, gpu_capacity, gpu_labels, parse_declared
 from updraft.agent.events import Entry, EntryKind, Instruction, Outcome
 from updraft.agent.hardening import Policy
 from updraft.agent.load import ContainerLoad, HostLoad, LoadMeter
@@ -105,6 +106,9 @@ class Agent:
             retry=RetryPolicy(max_retries=2, base=0.2, cap=2.0), transport=_transport(settings.server),
         )
         self.outbox = Outbox(settings.data_dir / self.name / "outbox.db")
+        gpus = detect_gpus()
+        self.extended = {**gpu_capacity(gpus), **parse_declared(settings.extended_resources)}
+        self.labels = {**gpu_labels(gpus), **settings.labels}
         config = Config(
             node=self.name, cluster=settings.cluster, heartbeat_interval=settings.heartbeat_interval,
             cpu_millis=usable_millis(self.cpu_millis if settings.cpus else None, settings.cpuset, host_cpu_count()),
@@ -112,6 +116,7 @@ class Agent:
             cgroup_parent=self.cgroup.docker_parent,
             hardening=Policy(tuple(settings.allowed_host_paths), settings.refuse_root, settings.pids_limit,
                              settings.read_only_rootfs),
+            devices={GPU: tuple(g.index for g in gpus)} if gpus else {},
         )
         self.state = AgentState(config, self.clock, resolve=os.path.realpath)
         self.load: LoadMeter = HostLoad()
@@ -263,8 +268,9 @@ class Agent:
     def _register(self) -> None:
         s = self.settings
         reg = NodeRegistration(
-            labels=s.labels, tags=s.tags, taints=[Taint.parse(t) for t in s.taints],
-            capacity={"cpu": format_cpu(self.cpu_millis), "memory": format_memory(self.memory_bytes)},  # type: ignore[arg-type]
+            labels=self.labels, tags=s.tags, taints=[Taint.parse(t) for t in s.taints],
+            capacity={"cpu": format_cpu(self.cpu_millis), "memory": format_memory(self.memory_bytes),  # type: ignore[arg-type]
+                      **self.extended},
             cpuset=s.cpuset, images=self._images(),
         )
         try:

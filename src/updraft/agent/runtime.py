@@ -19,6 +19,7 @@ LABEL_NODE, LABEL_TASK, LABEL_TOKEN = "updraft.node", "updraft.task", "updraft.t
 LABEL_CLUSTER = "updraft.cluster"
 LABEL_STOP_AFTER = "updraft.stop_after"
 LABEL_CPU_REQUEST = "updraft.cpu_request"  # millicores: a restarted agent rebuilds the containers' weights
+LABEL_DEVICES = "updraft.devices"  # the devices it was given (agent.devices.label_value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class ContainerInfo:
     limited: bool = False  # a CPU limit is set
     cpu_shares: int | None = None  # its current weight
     stop_after: float | None = None
+    devices: str = ""  # its LABEL_DEVICES
 
     @property
     def key(self) -> Key:

@@ -12,32 +12,33 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from updraft.agent import events as ev
-from updraft.agent.attempt import Attempt, Phase, error_report, exit_report, fresh_probes, running_report
+from updraft.agent.attempt import (
+    Attempt,
+    Phase,
+    create_request,
+    error_report,
+    exit_report,
+    fresh_probes,
+    owner,
+    running_report,
+)
 from updraft.agent.cpu import CpuBook, CpuExcess, Running
+from updraft.agent.devices import DevicePool, parse_label
 from updraft.agent.events import Entry, EntryKind, Instruction, Outcome
 from updraft.agent.hardening import Policy, Refusal, check_user, harden
-from updraft.agent.runtime import (
-    LABEL_CLUSTER,
-    LABEL_CPU_REQUEST,
-    LABEL_NODE,
-    LABEL_STOP_AFTER,
-    LABEL_TASK,
-    LABEL_TOKEN,
-    ContainerInfo,
-    CreateRequest,
-    Key,
-)
+from updraft.agent.outbox import next_batch
+from updraft.agent.runtime import ContainerInfo, Key
 from updraft.clock import Clock
 from updraft.model.api import Assignment
+from updraft.model.spec import TaskSpec
 
 log = logging.getLogger("updraft.agent")
 LOG_DRAIN_SECONDS = 2.0  # after an exit, how long the last log lines may take before the result goes
 SELF_FENCED = "cut off for longer than stop_after"
-MAX_BATCH_LINES, MAX_BATCH_BYTES = 2000, 256 * 1024  # well within the API's limits (10000 lines, 1 MiB)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Config:
     cpuset: str | None = None
     cgroup_parent: str | None = None
     hardening: Policy = field(default_factory=Policy)
+    devices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # enumerated devices, e.g. GPU indexes
 
     @property
     def start_slots(self) -> int:
@@ -65,6 +67,7 @@ class AgentState:
         self.finished: set[Key] = set()
         self.outbox: list[Entry] = []
         self.cpu = CpuBook(config.cpu_millis, config.cpu_excess)
+        self.devices = DevicePool(config.devices)
         self.queue: list[Key] = []  # pulled, waiting for a start slot, in assignment order
         self.starting: set[Key] = set()
         now = clock.monotonic()
@@ -200,7 +203,7 @@ class AgentState:
             self._in_flight.add("poll")
             self._emit(ev.Poll(self.index))
         if self._delivering is None and self.outbox and now >= self._at["deliver"]:
-            batch = self._batch()
+            batch = next_batch(self.outbox)
             self._delivering = tuple(x.seq for x in batch)
             self._emit(ev.Deliver(batch))
         for a in list(self.attempts.values()):
@@ -310,6 +313,11 @@ class AgentState:
         """The attempt ends without a container result (refused, image or engine error)."""
         self._persist(EntryKind.STATUS, a.key, error_report(message), finished=True)
         self._drop(a)
+        self._release(a)
+
+    def _release(self, a: Attempt) -> None:
+        self.devices.release(owner(a.key))
+        self._start_next()  # a queued attempt may have waited for these devices
 
     # -- starting ---------------------------------------------------------------------------------------
     def _pulled(self, e: ev.ImagePulled) -> None:
@@ -326,40 +334,33 @@ class AgentState:
         self._start_next()
 
     def _start_next(self) -> None:
-        while self.queue and len(self.starting) < self.config.start_slots:
-            a = self.attempts[self.queue.pop(0)]
-            a.phase = Phase.STARTING
-            self.starting.add(a.key)
+        """Start queued attempts in assignment order while a start slot is free; one whose devices are all taken
+        waits for a release without holding up the others."""
+        waiting = 0
+        while waiting < len(self.queue) and len(self.starting) < self.config.start_slots:
+            a = self.attempts[self.queue[waiting]]
             spec = a.spec
             assert spec is not None and a.hardened is not None
-            row = Running("/".join(map(str, a.key)), self.clock.now(), spec.resources.request_cpu(),
-                          bool(spec.resources.limits.cpu))
+            devices = self._devices(a, spec)
+            if devices is None:
+                waiting += 1
+                continue
+            self.queue.pop(waiting)
+            a.phase = Phase.STARTING
+            self.starting.add(a.key)
+            row = Running(owner(a.key), self.clock.now(), spec.resources.request_cpu(), bool(spec.resources.limits.cpu))
             a.created_shares = self.cpu.weight_if_started(row)
-            self._emit(ev.Create(a.key, self._create_request(a, a.created_shares)))
+            c = self.config
+            request = create_request(a, c.node, c.cluster, a.created_shares, c.cpuset, c.cgroup_parent, devices)
+            self._emit(ev.Create(a.key, request))
 
-    def _create_request(self, a: Attempt, shares: int) -> CreateRequest:
-        assert a.assignment is not None and a.hardened is not None
-        spec, (task_id, token), c = a.assignment.spec, a.key, self.config
-        labels = {**spec.labels, LABEL_NODE: c.node, LABEL_CLUSTER: c.cluster, LABEL_TASK: task_id,
-                  LABEL_TOKEN: str(token), LABEL_CPU_REQUEST: str(spec.resources.request_cpu())}
-        if spec.on_disconnect == "stop" and spec.stop_after:
-            labels[LABEL_STOP_AFTER] = str(spec.stop_after)
-        limits = spec.resources.limits
-        return CreateRequest(
-            name=f"updraft-{task_id}-{token}",
-            image=spec.image,
-            command=[*(spec.command or []), *(spec.args or [])] or None,
-            env={**spec.container_env(), "UPDRAFT_TASK_ID": task_id, "UPDRAFT_TOKEN": str(token)},
-            labels=labels,
-            workdir=spec.workdir,
-            hardening=a.hardened.hardening,
-            mounts=a.hardened.mounts,
-            cpu_shares=shares,
-            nano_cpus=limits.cpu_millis * 1_000_000 if limits.cpu else None,
-            memory_bytes=limits.memory_bytes if limits.memory else None,
-            cpuset=c.cpuset,
-            cgroup_parent=c.cgroup_parent,
-        )
+    def _devices(self, a: Attempt, spec: TaskSpec) -> dict[str, list[str]] | None:
+        """The devices the attempt gets ({} for none), None while they are not all free. Resources the agent did
+        not enumerate are handed over by count."""
+        enumerated = {k: n for k, n in spec.resources.request_extended().items() if k in self.config.devices}
+        if not enumerated:
+            return {}
+        return self.devices.take(owner(a.key), spec)
 
     def _start_failed(self, key: Key, message: str) -> None:
         self.starting.discard(key)
@@ -424,6 +425,7 @@ class AgentState:
 
     def _finalize(self, a: Attempt) -> None:
         a.phase = Phase.DONE
+        self._release(a)
         if not a.fenced and a.info is not None:
             self._persist(EntryKind.STATUS, a.key, exit_report(a, a.info, self.config.log_tail_bytes), finished=True)
         self._emit(ev.Remove(a.key, a.container_id))
@@ -455,6 +457,7 @@ class AgentState:
                                            info=c, adopted=True, stop_after=c.stop_after)
         if c.running:
             log.info("re-adopted %s/%s (container %s)", *c.key, c.container_id[:12])
+            self.devices.adopt(owner(c.key), parse_label(c.devices))
             self._follow(a, c, since=self.clock.now(), applied=c.cpu_shares)
         else:
             self._finalize(a)
@@ -512,21 +515,6 @@ class AgentState:
         if finished:
             self.finished.add(key)
         self._emit(ev.Persist(entry, finished))
-
-    def _batch(self) -> tuple[Entry, ...]:
-        """The oldest entry, with the log lines of the same attempt queued right after it."""
-        first = self.outbox[0]
-        batch = [first]
-        if first.kind is EntryKind.LOG:
-            lines = len(first.body["lines"])
-            size = sum(len(x["data"]) for x in first.body["lines"])
-            for x in self.outbox[1:]:
-                if x.kind is not EntryKind.LOG or x.key != first.key or lines > MAX_BATCH_LINES or size > MAX_BATCH_BYTES:
-                    break
-                batch.append(x)
-                lines += len(x.body["lines"])
-                size += sum(len(y["data"]) for y in x.body["lines"])
-        return tuple(batch)
 
     def _delivered(self, e: ev.Delivered) -> None:
         self._delivering = None

@@ -95,6 +95,10 @@ def agent(
     read_only_rootfs: Annotated[
         bool | None, typer.Option("--read-only-rootfs", help="Every container's root filesystem read-only.")
     ] = None,
+    extended_resource: Annotated[
+        list[str] | None,
+        typer.Option("--extended-resource", help="Declare an extended resource, name=count (e.g. nvidia.com/gpu=2)."),
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port for /health, /ready, /metrics.")] = None,
     config: Annotated[str | None, typer.Option("--config", "-c")] = None,
     token: Token = None,
@@ -134,6 +138,7 @@ def agent(
                 refuse_root=refuse_root,
                 pids_limit=pids_limit,
                 read_only_rootfs=read_only_rootfs,
+                extended_resources=_list(extended_resource),
                 port=port,
                 token=token,
                 log_format=log_format,
