@@ -160,7 +160,9 @@ def test_deferral_is_recorded_once(service: ControlService) -> None:
     service.schedule_once()
     service.schedule_once()
     assert kinds(service, t.id).count("deferred") == 1
-    assert service.task(t.id).reason.startswith("no node fits: small: insufficient cpu")
+    assert service.task(t.id).reason == "0/1 nodes fit: 1 insufficient cpu (requested 2, largest free 1)"
+    deferred = [e for e in service.store.list_events(task_id=t.id) if e.kind == "deferred"]
+    assert deferred[0].code == "no-node-fits"  # the decision as data, beside the message
 
 
 def test_tokens_are_unique_and_increasing(edge: ControlService) -> None:

@@ -47,7 +47,9 @@ async def scheduler_loop(service: ControlService) -> None:
             except Exception:  # the loop must outlive one bad pass; the error is logged with its trace
                 log.exception("scheduling pass failed")
                 break
-            if not plan.placements or not service.more_to_schedule():
+            # Go on while a pass decided something and tasks not yet decided since the cluster last changed
+            # remain: every pending task gets its turn, however many there are (the oldest first).
+            if not (plan.placements or plan.deferrals) or not service.more_to_schedule():
                 break
 
 

@@ -247,6 +247,9 @@ def _decide(
         )
         if origin.state != NodeState.READY:
             over, why, code = True, f"origin {origin.name} is {origin.state}", Code.ORIGIN_UNAVAILABLE
+        elif origin.cordoned or origin.draining:  # an origin being emptied offloads what it may
+            state = "draining" if origin.draining else "cordoned"
+            over, why, code = True, f"origin {origin.name} is {state}", Code.ORIGIN_UNAVAILABLE
         if over != mode and origin.state == NodeState.READY:
             modes[origin.name] = over
             if over == origin.offloading:  # flipped and back within one pass: nothing to write

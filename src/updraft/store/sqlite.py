@@ -71,13 +71,14 @@ class SqliteStore:
                 if os.path.exists(self.path + suffix):
                     os.chmod(self.path + suffix, 0o600)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, cache_kib: int = 8192) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
             raise Unavailable(f"cannot open the store at {self.path}: {exc}") from exc
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self._sync}")
+        db.execute(f"PRAGMA cache_size=-{cache_kib}")  # per connection: the readers get a small one
         return db
 
     def _reader(self) -> sqlite3.Connection:
@@ -86,7 +87,7 @@ class SqliteStore:
             return self._db
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = self._connect()
+            db = self._local.db = self._connect(cache_kib=512)
             with self._lock:
                 self._readers.append(db)
         return db
