@@ -85,6 +85,7 @@ class Agent:
         runtime: ContainerRuntime | None = None,
         client: HttpClient | None = None,
         tracing: otrace.Tracing | None = None,
+        cgroup: ParentCgroup | None = None,
     ) -> None:
         import psutil
 
@@ -95,7 +96,7 @@ class Agent:
         self.memory_bytes = (
             parse_memory(settings.memory, "memory") if settings.memory else psutil.virtual_memory().total
         )
-        self.cgroup = ParentCgroup(f"updraft-{self.name}")
+        self.cgroup = cgroup or ParentCgroup(f"updraft-{self.name}")
         if runtime is None:
             from updraft.agent.docker_runtime import DockerRuntime
 
