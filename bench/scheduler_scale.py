@@ -145,13 +145,14 @@ def task_scale() -> float:
 # -- the legacy scheduler, from git, in a subprocess ---------------------------------------------------------
 
 
-def legacy_worker(size: int, prefix: int) -> None:
+def legacy_worker(size: int, prefix: int, gpu_only: bool) -> None:
     """Runs with the legacy source tree first on sys.path: ``updraft`` is the old package."""
-    from updraft.scheduler import Policy, Snapshot, schedule
+    from updraft.scheduler import Policy, Snapshot, queue_order, schedule
 
-    nodes, tasks = build(gen_nodes(size), gen_tasks(TASKS, task_scale()), legacy=True)
-    from updraft.scheduler import queue_order
-
+    raw = gen_tasks(TASKS, task_scale())
+    if gpu_only:
+        raw = [t for t in raw if GPU in t["spec"]["resources"]["requests"]]
+    nodes, tasks = build(gen_nodes(size), raw, legacy=True)
     queue = queue_order(tasks)[:prefix]
     snap = Snapshot(nodes={n.name: n for n in nodes}, pending=queue, usage={})
     t0 = clock()
@@ -161,14 +162,15 @@ def legacy_worker(size: int, prefix: int) -> None:
                       "placements": [[p.task_id, p.node] for p in plan.placements]}))
 
 
-def run_legacy(size: int, prefix: int) -> dict[str, Any]:
+def run_legacy(size: int, prefix: int, gpu_only: bool = False) -> dict[str, Any]:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(["git", "-C", str(root), "archive", LEGACY_COMMIT, "src/updraft"],
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         env = {**os.environ, "UPDRAFT_BENCH_LEGACY": str(Path(tmp) / "src")}
-        out = subprocess.run([sys.executable, __file__, "--legacy-worker", str(size), str(prefix)], env=env,
+        argv = [sys.executable, __file__, "--legacy-worker", str(size), str(prefix), "gpu" if gpu_only else "all"]
+        out = subprocess.run(argv, env=env,
                              check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -287,7 +289,7 @@ def sampling_regret(nodes: list[Any], tasks: list[Any], policy: Any, count: int)
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--legacy-worker":
         sys.path.insert(0, os.environ["UPDRAFT_BENCH_LEGACY"])
-        legacy_worker(int(sys.argv[2]), int(sys.argv[3]))
+        legacy_worker(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "gpu")
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
@@ -296,7 +298,7 @@ def main() -> None:
     args = parser.parse_args()
     from _common import table, write_results
 
-    from updraft.scheduler import Policy
+    from updraft.scheduler import NodeIndex, Policy
 
     sizes = [int(s) for s in args.sizes.split(",")]
     spread, binpack = Policy(), Policy(scoring="binpack")
@@ -321,6 +323,12 @@ def main() -> None:
                          f"{leg_gpu}/{sum(1 for tid, _ in leg['placements'] if tid in wants_gpu)}"])
             out["runs"].append({"nodes": size, "scheduler": "legacy", "batch": "pass", "decisions": leg["decisions"],
                                 "placements_per_s": rate, "gpu_tasks_on_nodes_without": leg_gpu})
+            if size == min(sizes):  # the old model cannot see GPUs: where do the GPU tasks land?
+                leg = run_legacy(size, len(wants_gpu), gpu_only=True)
+                leg_gpu = sum(1 for tid, node in leg["placements"] if node in no_gpu)
+                out["legacy_gpu_tasks_on_nodes_without"] = {"placed": leg["placed"], "on_nodes_without": leg_gpu}
+                rows.append([size, "legacy (before)", f"GPU tasks only ({leg['decisions']})", "-", "-", "-",
+                             leg["placed"], "-", f"{leg_gpu}/{leg['placed']}"])
         for name, policy in (("spread", spread), ("binpack", binpack)):
             for batch in (None, 1, 10, 100):
                 r = run_new(nodes, tasks, policy, batch)
@@ -340,13 +348,21 @@ def main() -> None:
                     out["quality"].setdefault(str(size), {})[name] = {
                         "placed": len(placed), "first_fit_placed": len(ffd), "unplaced_that_first_fit_places": missed}
                 p99 = "-" if r["p99_us"] is None else f"{r['p99_us']:.0f} µs"
-                rows.append([size, name, label, f"{rate:,.0f}", f"{r['p50_us']:.0f} µs", p99,
+                p50 = f"{r['p50_us']:.0f} µs" + (" (mean)" if batch is None else "")
+                rows.append([size, name, label, f"{rate:,.0f}", p50, p99,
                              f"{len(placed)} (FFD {len(ffd)})", missed, gw])
                 out["runs"].append({"nodes": size, "scheduler": name, "batch": batch or "pass", "placed": len(placed),
                                     "placements_per_s": rate, "cpu_s": r["seconds"], "wall_s": r.get("wall_s"), "p50_us": r["p50_us"], "p99_us": r["p99_us"],
                                     "unplaced_that_first_fit_places": missed, "overcommitted_nodes": oc,
                                     "accelerator_tasks_on_nodes_without": gw})
                 print(f"  {size} {name} {label}: {rate:,.0f}/s", file=sys.stderr, flush=True)
+        t0 = clock()
+        index = NodeIndex()
+        index.refresh({n.name: n for n in nodes}, {})
+        built = clock() - t0
+        t0 = clock()
+        index.refresh({n.name: n for n in nodes}, {})
+        out.setdefault("index", {})[str(size)] = {"build_ms": 1e3 * built, "refresh_unchanged_ms": 1e3 * (clock() - t0)}
         exhaustive = spread.model_copy(update={"percentage_of_nodes_to_score": 100})
         r = run_new(nodes, tasks, exhaustive, None)
         regret = sampling_regret(nodes, tasks, spread, 1000)
@@ -369,6 +385,8 @@ def main() -> None:
                   f"{out['placements_per_s'][s]:,.0f}", f"{v['mean_score_lost']:.4f}", f"{100 * v['share_worse']:.1f} %"]
                  for s, v in out["sampling"].items()]))
     print(f"\nover-committed nodes: {over}; GPU tasks on nodes without GPUs: {gpu_wrong}")
+    print("index: " + "; ".join(f"{k} nodes built in {v['build_ms']:.0f} ms, refreshed unchanged in "
+                                f"{v['refresh_unchanged_ms']:.1f} ms" for k, v in out["index"].items()))
     print("wrote", write_results("scheduler_scale", out))
 
 

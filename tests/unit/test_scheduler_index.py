@@ -115,3 +115,18 @@ def test_changes_queue_until_the_next_pass() -> None:
     assert plan.placements == [] and "insufficient cpu" in plan.deferrals[0].reason
     index.upsert_node(node("b", cpu="2"))
     assert [p.node for p in kept_plan(index, [task("t", cpu="1")]).placements] == ["b"]
+
+
+def test_refresh_by_identity_matches_a_fresh_index() -> None:
+    nodes = {n.name: n for n in NODES}
+    usage = {"a": Usage().plus(SPECS[1])}
+    index = NodeIndex()
+    index.refresh(nodes, usage)
+    tasks = [task("t1", seq=1, cpu="3"), task("t2", seq=2, extended={GPU: 1})]
+    assert kept_plan(index, tasks) == fresh_plan(nodes, usage, tasks)
+    nodes = {**nodes, "b": nodes["b"].model_copy(update={"cordoned": True})}
+    del nodes["c"]
+    usage = {"a": usage["a"].plus(SPECS[1]), "d": Usage().plus(SPECS[0])}
+    index.refresh(nodes, usage)
+    assert kept_plan(index, tasks) == fresh_plan(nodes, usage, tasks)
+    assert index.row("c") is None and len(index) == 3

