@@ -83,5 +83,10 @@ def apply_plan(state: ClusterState, plan: Plan, now: float) -> tuple[Txn, list[T
         if node is not None and node.offloading != mode:
             txn.put_node(node.model_copy(update={"offloading": mode}))
             verb = "entered" if mode else "left"
-            txn.event(Event(at=now, kind=EventKind.OFFLOAD_MODE, message=f"{name} {verb} offload mode", node=name))
+            txn.event(
+                Event(
+                    at=now, kind=EventKind.OFFLOAD_MODE, message=f"{name} {verb} offload mode", node=name,
+                    code="offload-on" if mode else "offload-off",
+                )
+            )
     return txn, placed

@@ -44,31 +44,24 @@ class PolicyView(Protocol):
     enable_offload: bool
 
 
-def decision(kind: str, message: str) -> tuple[str, str] | None:
-    """(outcome, reason) of a placement event, for ``updraft_offload_decisions_total``.
+_OUTCOMES: dict[str, tuple[str, str]] = {
+    "offloaded-cpu": ("offload", "cpu"),
+    "offloaded-memory": ("offload", "memory"),
+    "offloaded-predicted": ("offload", "predicted"),
+    "origin-unavailable": ("offload", "origin-unavailable"),
+    "pinned": ("local", "not-offloadable"),
+    "kept-local-no-target": ("local", "no-target"),
+    "local-offload-disabled": ("local", "offload-disabled"),
+    "local-under-threshold": ("local", "under-threshold"),
+    "held-back-transient": ("local", "held-back-transient"),
+    "anywhere-best": ("anywhere", "no-origin"),
+}
 
-    The scheduler states its reasons as text (DESIGN.md, decision 8); these categories follow its wording,
-    and tests/unit/test_observe_metrics.py runs the real scheduler through every branch to keep them in step.
-    """
-    if kind == "offloaded":
-        if "origin cpu" in message:
-            return "offload", "cpu"
-        if "origin memory" in message:
-            return "offload", "memory"
-        if "predicted" in message:
-            return "offload", "predicted"
-        return "offload", "origin-unavailable"
-    if kind == "placed-local":
-        if message.startswith("pinned to origin"):
-            return "local", "not-offloadable"
-        if message.startswith("kept on origin"):
-            return "local", "no-target"
-        if "offload disabled" in message:
-            return "local", "offload-disabled"
-        return "local", "under-threshold"
-    if kind == "placed":
-        return "anywhere", "no-origin"
-    return None
+
+def decision(code: str | None) -> tuple[str, str] | None:
+    """(outcome, reason) of a placement, for ``updraft_offload_decisions_total``, from the decision's reason code
+    (never from its message: the scheduler states the code beside the text, see ``scheduler/reasons.py``)."""
+    return _OUTCOMES.get(code or "")
 
 
 class ServerMetrics:
@@ -146,7 +139,7 @@ class ServerMetrics:
             if event.task_id:
                 self._pending_since[event.task_id] = event.at
         elif kind in PLACEMENTS:
-            outcome = decision(kind, event.message)
+            outcome = decision(event.code)
             if outcome is not None:
                 self.decisions.labels(*outcome).inc()
             if kind == "migrated":
@@ -173,7 +166,7 @@ class ServerMetrics:
         elif kind.startswith("node-") and kind[5:] in NODE_STATES:
             self.node_transitions.labels(kind[5:]).inc()
         elif kind == "offload-mode":
-            self.offload_mode.labels("on" if "entered" in event.message else "off").inc()
+            self.offload_mode.labels("on" if event.code == "offload-on" else "off").inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).observe(seconds)
