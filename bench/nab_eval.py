@@ -54,10 +54,14 @@ PUBLISHED = {
     "HTM": 70.1,
     "ARTime": 74.9,
 }
-#: The hyper-parameters leave-one-category-out chooses between: the episode length (``quiet``) and the
-#: likelihood's averaging window (``avg``). Everything else is fixed at the shipped defaults.
+#: The hyper-parameters leave-one-category-out chooses between: the episode length (``quiet``), the
+#: likelihood's averaging window (``avg``) and whether the level signal is used. Everything else is fixed at
+#: the shipped defaults (docs/predict.md shows how the fixed ones' neighbours score).
 CANDIDATES: dict[str, DetectorConfig] = {
-    f"quiet={q} avg={a}": DetectorConfig(quiet=q, avg=a) for q in (0, 100, 200, 400, 800) for a in (10, 20)
+    f"quiet={q} avg={a} level={'on' if lv else 'off'}": DetectorConfig(quiet=q, avg=a, use_level=lv)
+    for q in (0, 200, 400, 800)
+    for a in (10, 20)
+    for lv in (True, False)
 }
 
 

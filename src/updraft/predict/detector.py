@@ -5,11 +5,12 @@ bounded memory and without an ML framework, and the score must mean the same thi
 tuned on. So the detector is a handful of robust online statistics whose surprises are turned into
 calibrated tail probabilities, as in the HTM/NAB "anomaly likelihood":
 
-1. **Three raw surprise signals**, each ``|error| / typical |error|`` squashed to [0, 1]:
+1. **Raw surprise signals**, each ``|error| / typical |error|`` squashed to [0, 1]:
 
    * *step*: the change from the previous sample (catches spikes and sudden jumps);
-   * *level*: a fast EWMA against a slow EWMA, scaled by the slow EWMA's mean absolute deviation (catches
-     level shifts and drifts that no single step reveals);
+   * *level* (off by default, ``use_level``): a fast EWMA against a slow EWMA, scaled by the slow EWMA's
+     mean absolute deviation. It catches drifts that no single step reveals, but leave-one-category-out on
+     NAB chose to leave it out (it added false alarms for no window);
    * *daily profile*: the value against what this series did at the same time of day (a 288-bin
      time-of-day profile, 5-minute bins, each an EWMA over days), which catches broken daily patterns —
      e.g. a nightly dip that did not happen. The profile is indexed by timestamp, so its memory does not
@@ -18,7 +19,7 @@ calibrated tail probabilities, as in the HTM/NAB "anomaly likelihood":
 2. **Anomaly likelihood** per signal (:class:`~updraft.predict._stats.AnomalyLikelihood`): the short-term
    average of the raw signal against its own long-term distribution gives a tail probability; a series
    that is always noisy stops alarming, and a sustained moderate surprise stands out. The smallest of the
-   three tail probabilities is kept and mapped to [0, 1] on a log scale (tail 1e-5 -> 0.5, 1e-10 -> 1).
+   tail probabilities is kept and mapped to [0, 1] on a log scale (tail 1e-5 -> 0.5, 1e-10 -> 1).
    The output is *graded*: a threshold on it is a threshold on a tail probability, so raising it trades
    recall for false alarms on every series alike. A red sample (tail <= 1e-5) right after a red sample is
    damped to yellow (1e-4), so a sustained surprise gives one red sample (HTM's likelihood filter).
@@ -28,20 +29,24 @@ calibrated tail probabilities, as in the HTM/NAB "anomaly likelihood":
    ``range_startup`` samples do not count towards the seen range: a start-up spike is not the series'
    normal range.
 
-4. **One alarm per episode** (``quiet``): after a sample at or above the alarm level (0.5), later samples
-   of the next ``quiet`` samples are mapped into [0.45, 0.495] (still ordered, but below the alarm level).
-   An anomaly is one event for the scheduler and for NAB, whose scorer counts every alarming row outside
-   a window as a false positive but only the first one inside it.
+4. **One likelihood alarm per episode** (``quiet``): an alarm (a score at or above 0.5, or a range break)
+   starts an episode of ``quiet`` samples. Inside it, likelihood alarms are mapped into [0.45, 0.495]
+   (still ordered, but below the alarm level); range breaks still score 1, because each one is news. An
+   anomaly is one event for the scheduler and for NAB, whose scorer counts every alarming row outside a
+   window as a false positive but only the first one inside it.
 
 The typical-error scales are EWMAs started at zero, so they are divided by their weight sum (as in Adam's
 bias correction): otherwise every sample of the first ~100 looks hugely surprising. For the same reason an
 error seen before any scale exists (weight sum 0) scores 0, not 1.
 
 The configuration was chosen by leave-one-category-out evaluation on NAB (``bench/nab_eval.py``,
-``docs/predict.md``): every choice was scored on categories it was not chosen on. A record-gated
-variant that looked better in-sample (68.8) generalised worse; see the docs.
+``docs/predict.md``): every choice was scored on categories it was not chosen on. The previous design
+(record gating: a tail believed only when the signal set a new record for the series) scored 68.8 on the
+same data in-sample, but 63.1 with the threshold chosen on the other categories and 30.6 on a NAB
+category it had never seen, because its output was nearly binary.
 
-Everything is O(1) per sample; memory is three ring buffers of ``history`` doubles plus 288 profile bins.
+Everything is O(1) per sample; memory is a ring buffer of ``history`` doubles per signal in use (two by
+default, about 140 KB) plus 288 profile bins.
 A score never depends on later samples.
 """
 
@@ -95,10 +100,10 @@ class DetectorConfig:
     #: at or above it are mapped into [0.45, 0.495]. 0 switches it off. Chosen by leave-one-category-out on NAB
     #: (candidates 0, 100, 200, 400, 800, each with ``avg`` 10 and 20; see ``docs/predict.md``).
     quiet: int = 400
-    #: Switches for the individual signals (for ablations; all on by default).
+    #: Switches for the individual signals. The level signal is off: leave-one-category-out chose it so.
     use_range: bool = True
     use_season: bool = True
-    use_level: bool = True
+    use_level: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.avg <= self.history or self.learn < 1 or self.reestimate < 1:
@@ -156,8 +161,9 @@ class AnomalyDetector:
         self._season = array("d", [math.nan]) * c.season_bins
         self._season_scale = 0.0
         self._lik_step = AnomalyLikelihood(c.history, c.avg, c.reestimate, c.learn)
-        self._lik_level = AnomalyLikelihood(c.history, c.avg, c.reestimate, c.learn)
-        self._lik_season = AnomalyLikelihood(c.history, c.avg, c.reestimate, c.learn)
+        lik = (c.history, c.avg, c.reestimate, c.learn)
+        self._lik_level = AnomalyLikelihood(*lik) if c.use_level else None
+        self._lik_season = AnomalyLikelihood(*lik) if c.use_season else None
         self._min = math.inf
         self._max = -math.inf
         # weight sums of the three scale EWMAs (bias correction)
@@ -228,9 +234,9 @@ class AnomalyDetector:
 
         # 2. anomaly likelihood of each signal; keep the most surprising
         tail = self._lik_step.update(step_raw)
-        if c.use_level:
+        if self._lik_level is not None:
             tail = min(tail, self._lik_level.update(level_raw))
-        if c.use_season:
+        if self._lik_season is not None:
             tail = min(tail, self._lik_season.update(season_raw))
         # one red sample per episode: the following consecutive reds are damped (HTM's likelihood filter)
         if tail <= c.red_tail:
