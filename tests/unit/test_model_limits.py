@@ -276,3 +276,13 @@ def test_any_spec_that_validates_round_trips_through_json(body: dict[str, Any]) 
     assert TaskSpec.model_validate_json(text) == spec
     assert TaskSpec.model_validate(json.loads(text)) == spec
     assert spec.resources.request_cpu() <= INT64_MAX and spec.resources.request_memory() <= INT64_MAX
+
+
+def test_extended_resource_counts_are_int64_and_capped() -> None:
+    assert locs(SubmitRequest, spec_json(resources={"requests": {"x.io/gpu": 2**63}})) == [
+        "resources.requests.x.io/gpu"
+    ]
+    many = {f"x.io/r{i}": 1 for i in range(33)}
+    assert locs(SubmitRequest, spec_json(resources={"limits": many})) == ["resources.limits"]
+    assert locs(NodeRegistration, json.dumps({"capacity": {**CAP, "x.io/gpu": 2**63}})) == ["capacity.x.io/gpu"]
+    assert locs(SubmitRequest, spec_json(resources={"requests": {"x.io/gpu": INT64_MAX}})) == []

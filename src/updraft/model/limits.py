@@ -49,6 +49,8 @@ MAX_VOLUMES = 16
 MAX_IMAGES = 4096
 MAX_RUNNING = 4096
 MAX_LOG_LINES = 10000
+MAX_EXTENDED = 32
+"""Extended resource names (``nvidia.com/gpu``) in one request or capacity."""
 MAX_NAMES = 1024
 """A list of names in one request (label keys or taint keys to remove)."""
 

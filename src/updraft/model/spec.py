@@ -18,6 +18,8 @@ from pydantic_core import ValidationError as PydanticValidationError
 from updraft.errors import ValidationError
 from updraft.model.limits import (
     CPU_DOC,
+    INT64_MAX,
+    MAX_EXTENDED,
     MAX_TAINTS,
     MAX_VOLUMES,
     MEMORY_DOC,
@@ -92,12 +94,15 @@ def check_extended(data: Any, known: tuple[str, ...], title: str) -> None:
     if not isinstance(data, dict):
         return
     errors = []
+    if sum(1 for key in data if key not in known) > MAX_EXTENDED:
+        detail = PydanticCustomError("value_error", "Value error, at most {n} extended resources", {"n": MAX_EXTENDED})
+        raise PydanticValidationError.from_exception_data(title, [InitErrorDetails(type=detail, loc=(), input=data)])
     for key, value in data.items():
         if key in known:
             continue
         problem = check_extended_name(key) if isinstance(key, str) else "not a resource name"
-        if problem is None and isinstance(value, int) and value < 0:
-            problem = f"an extended resource count must be ≥ 0, got {value}"
+        if problem is None and isinstance(value, int) and not 0 <= value <= INT64_MAX:
+            problem = f"an extended resource count must be between 0 and {INT64_MAX}, got {value}"
         if problem is not None:
             detail = PydanticCustomError("value_error", "Value error, {problem}", {"problem": problem})
             errors.append(InitErrorDetails(type=detail, loc=(key,), input=value))
