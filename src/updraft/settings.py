@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from updraft.errors import ValidationError
+from updraft.model.limits import NODE_NAME_PATTERN
 from updraft.scheduler.policy import Policy
 
 T = TypeVar("T", bound=BaseModel)
@@ -143,7 +144,8 @@ class AgentSettings(_Settings):
         return value
 
     token: str | None = Field(default=None, repr=False)
-    name: str = Field(default_factory=lambda: os.uname().nodename, min_length=1, max_length=253)
+    name: str = Field(default_factory=lambda: os.uname().nodename, min_length=1, max_length=253,
+                      pattern=NODE_NAME_PATTERN, description="node name (grammar: docs/security.md)")
     cluster: str = Field(default="default", min_length=1, max_length=63,
                          description="control plane this agent belongs to; labels its containers")
     labels: dict[str, str] = Field(default_factory=dict)
