@@ -173,15 +173,19 @@ def test_cancel_stops_the_container(two_nodes: Cluster) -> None:
 
 def test_agent_restart_readopts_running_container(two_nodes: Cluster) -> None:
     with two_nodes.client() as c:
+        # Pinned to edge: however long the new agent takes to start (the node may be declared unreachable
+        # meanwhile, and an offloadable task would rightly move), the attempt waits for it.
         task = c.submit(image=BASE_IMAGE, command=["python3", "-c", "import time; time.sleep(4); print('done')"],
-                        origin="edge")
+                        origin="edge", offloadable=False)
         wait_for(lambda: c.get(task.id).state == "running", 30, what="running")
-        token = c.get(task.id).token
+        before = c.get(task.id)
         two_nodes.agents["edge"].kill9()
         two_nodes.agents["edge"].start()
         done = c.wait(task.id, timeout=60)
         assert done.state == "succeeded"
-        assert done.token == token and len(done.attempts) == 1  # the same attempt, re-adopted, not rerun
+        assert done.token == before.token and len(done.attempts) == 1  # the same attempt, re-adopted, not rerun
+        assert done.current is not None and before.current is not None
+        assert done.current.container_id == before.current.container_id  # the same container
 
 
 def test_server_kill9_loses_nothing(two_nodes: Cluster) -> None:
