@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from updraft.errors import ValidationError
+from updraft.images.reference import is_loopback
 from updraft.security.pki import private_dir, write_private
 from updraft.security.tokens import Role, TokenRecord, generate
 
@@ -51,19 +51,9 @@ def read_token_file(path: str | Path) -> str:
     return text[0].strip()
 
 
-def is_loopback_host(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_exposure(host: str, *, auth: bool, tls: bool, insecure_http: bool = False) -> list[str]:
     """Refuse an unsafe listener (raises ValidationError); return warnings worth logging."""
-    loopback = is_loopback_host(host)
+    loopback = is_loopback(host)
     if not auth and not loopback:
         raise ValidationError(
             f"refusing to serve without authentication on {host}: only a loopback address may (--no-auth)",
