@@ -49,10 +49,16 @@ def test_docker_run_rm_prints_output_and_returns_exit_code(edge_api: tuple[Clust
     assert docker_cli(host, "ps", "-aq", "--filter", "name=once").stdout == ""  # --rm: gone
     ok = docker_cli(host, "run", "--rm", NOOP_IMAGE)
     assert (ok.returncode, ok.stdout) == (0, "")
+    mapped = docker_cli(host, "run", "--rm", "--cpus", "0.25", "-m", "64m", "-e", "FOO=bar", "-w", "/tmp",
+                        BASE_IMAGE, "sh", "-c", "echo $FOO $(pwd)")
+    assert (mapped.returncode, mapped.stdout) == (0, "bar /tmp\n")
     with cluster.client() as c:  # the tasks behind them: submitted from the edge, run there
         mine = [t for t in c.list(limit=1000) if "updraft.docker/container" in t.spec.labels]
-    assert len(mine) == 2 and all(t.spec.origin == "edge" and t.current.node == "edge" for t in mine)
-    assert sorted(t.current.exit_code for t in mine) == [0, 3]
+    assert len(mine) == 3 and all(t.spec.origin == "edge" and t.current.node == "edge" for t in mine)
+    assert sorted(t.current.exit_code for t in mine) == [0, 0, 3]
+    (limited,) = [t for t in mine if t.spec.env]
+    assert (limited.spec.env, limited.spec.workdir) == ({"FOO": "bar"}, "/tmp")
+    assert (limited.spec.resources.limits.cpu, limited.spec.resources.limits.memory) == ("250m", str(64 * 2**20))
 
 
 def test_detached_logs_wait_ps_inspect_stop_rm(edge_api: tuple[Cluster, str]) -> None:
@@ -155,6 +161,8 @@ def test_busy_edge_streams_output_of_a_container_running_on_the_cloud(edge_api: 
         task = task_of(cluster, info["Id"])
         assert task.spec.origin == "edge" and task.current.node == "cloud" and task.state == "running"
         assert "origin cpu 100% ≥ 75%" in info["Updraft"]["Reason"]
+        offloaded = docker_cli(host, "ps", "--filter", "label=updraft.placement=offload", "--format", "{{.Names}}")
+        assert offloaded.stdout.split() == ["far"]
         docker_cli(host, "stop", "far", check=True)
         assert proc.wait(60) != 0  # docker run ends with the stopped container's status
     finally:
