@@ -117,3 +117,31 @@ def test_scrub() -> None:
     assert scrub("a\ud800b") == "a?b"
     assert scrub("x" * 500, limit=10) == "x" * 10 + "…"
     assert isinstance(UpdraftError("m").to_payload()["details"], dict)
+
+
+def test_document_statuses_infers_each_routes_error_statuses() -> None:
+    from updraft.control.http_errors import document_statuses
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/v1/tasks", status_code=201)
+    def submit(body: Body) -> dict[str, Any]:
+        return {}
+
+    @app.get("/v1/tasks/{task_id}")
+    def get(task_id: str) -> dict[str, Any]:
+        return {}
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {}
+
+    document_statuses(app, {"post /v1/tasks": [409]}, busy=lambda method, path: path == "/v1/tasks")
+    paths = app.openapi()["paths"]
+    assert set(paths["/v1/tasks"]["post"]["responses"]) == {"201", "401", "403", "409", "413", "422", "429"}
+    assert set(paths["/v1/tasks/{task_id}"]["get"]["responses"]) == {"200", "401", "403", "404", "422"}
+    assert set(paths["/health"]["get"]["responses"]) == {"200"}
+    err = paths["/v1/tasks"]["post"]["responses"]["409"]["content"]["application/json"]["schema"]
+    assert err == {"$ref": "#/components/schemas/ErrorBody"}
+    assert app.openapi() is app.openapi()  # generated once

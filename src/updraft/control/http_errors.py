@@ -19,13 +19,15 @@ Strings that came from the request (a field path can hold a dict key) are scrubb
 shortened before they are echoed, so an error about a hostile body can always itself be encoded.
 
 :func:`error_responses` gives a route's ``responses=`` for the statuses it documents, all with
-:class:`ErrorBody`, so ``/openapi.json`` tells clients and schemathesis what each route can answer.
+:class:`ErrorBody`, so ``/openapi.json`` tells clients and schemathesis what each route can answer;
+:func:`document_statuses` infers the usual ones for every route at once (401/403, 404, 413, 422, 429).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -158,6 +160,59 @@ def document_errors(app: FastAPI) -> None:
         if "HTTPValidationError" not in str(schema.get("paths")):
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document_statuses(
+    app: FastAPI,
+    extra: Mapping[str, Iterable[int]] | None = None,
+    *,
+    auth_prefix: str | None = "/v1",
+    busy: Callable[[str, str], bool] | None = None,
+) -> None:
+    """Document, in ``app.openapi()``, the error statuses every operation can answer, inferred from its shape:
+
+    * 401 and 403 under ``auth_prefix`` (authentication and roles; None when auth is off);
+    * 404 when the path has parameters (an unknown task, node, attempt or token);
+    * 413 and 422 when it takes a body (too large, invalid), 422 when it takes any parameter;
+    * 429 when ``busy(method, path)`` says admission may refuse it (``lambda m, p: Admission.kind(m, p) is not
+      None``);
+    * what ``extra`` adds, keyed ``"METHOD /path"`` as in the OpenAPI: ``{"POST /v1/tasks": [409]}``.
+
+    A status a route already documents is kept as it is. Call once, after every router is included.
+    """
+    build = app.openapi
+    more = {key.upper().split(" ", 1)[0] + " " + key.split(" ", 1)[1]: set(v) for key, v in (extra or {}).items()}
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                statuses = set(more.get(f"{method.upper()} {path}", ()))
+                params = operation.get("parameters", [])
+                if auth_prefix is not None and path.startswith(auth_prefix):
+                    statuses |= {401, 403}
+                if any(p.get("in") == "path" for p in params):
+                    statuses.add(404)
+                if "requestBody" in operation:
+                    statuses |= {413, 422}
+                if params:
+                    statuses.add(422)
+                if busy is not None and busy(method.upper(), path):
+                    statuses.add(429)
+                responses = operation["responses"]
+                for status in sorted(statuses):
+                    responses.setdefault(str(status), {
+                        "description": STATUS_DESCRIPTIONS.get(status, f"HTTP {status}"),
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                    })
+        schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+            "ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
