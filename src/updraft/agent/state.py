@@ -1,7 +1,8 @@
 """The agent's core: one I/O-free state machine, in the manner of dask's worker state machine.
 
 ``AgentState.handle(event) -> list[Instruction]``. Every decision the agent makes lives here, once: when to
-register, heartbeat and poll; the cut-off rule and self-fencing (``stop_after``); what to pull, start (one start
+register, heartbeat and poll, and the cut-off rule (in its :class:`~updraft.agent.link.Link`); self-fencing
+(``stop_after``); what to pull, start (one start
 per CPU at a time, in assignment order), stop and fence; timeouts; probe schedules and liveness restarts; the
 CPU weights; the outbox and its in-order delivery. The driver (:mod:`updraft.agent.runner`) only carries
 instructions out and posts what it saw as events, so this class has no lock, no thread and no socket, and
@@ -30,6 +31,7 @@ from updraft.agent.cpu import CpuBook, CpuExcess, Running
 from updraft.agent.devices import DevicePool, parse_label
 from updraft.agent.events import Entry, EntryKind, Instruction, Outcome
 from updraft.agent.hardening import Policy, Refusal, check_user, harden
+from updraft.agent.link import Link
 from updraft.agent.outbox import next_batch
 from updraft.agent.runtime import ContainerInfo, Key
 from updraft.clock import Clock
@@ -71,18 +73,22 @@ class AgentState:
         self.queue: list[Key] = []  # pulled, waiting for a start slot, in assignment order
         self.starting: set[Key] = set()
         now = clock.monotonic()
-        self.last_contact, self.cut_off = now, False
-        self.registered = self.listed = False
-        self.booted = False
-        self._in_flight: set[str] = set()  # "register", "heartbeat", "poll", "list"
-        self._at = {"register": now, "heartbeat": now, "poll": now, "deliver": now}
+        self.link = Link(config.heartbeat_interval, now)
+        self.listed = self.booted = False
+        self._listing = False
         self._list_due: float | None = None
-        self._heartbeat_sent = now
+        self._deliver_at, self._backoff = now, 0.2
         self._delivering: tuple[int, ...] | None = None
-        self._backoff = 0.2
-        self.index: int | None = None
         self._seq = self._order = self._stream = 0
         self._out: list[Instruction] = []
+
+    @property
+    def registered(self) -> bool:
+        return self.link.registered
+
+    @property
+    def cut_off(self) -> bool:
+        return self.link.cut_off
 
     # -- the one entry point ----------------------------------------------------------------------------
     def handle(self, event: ev.Event) -> list[Instruction]:
@@ -112,32 +118,23 @@ class AgentState:
             case ev.ContainersListed():
                 self._listed(e.containers)
             case ev.ListFailed():
-                self._in_flight.discard("list")
+                self._listing = False
                 self._list_due = self.clock.monotonic() + 1.0
                 log.warning("cannot list containers: %s", e.message)
             case ev.RegisterAnswered():
-                self._in_flight.discard("register")
-                now = self.clock.monotonic()
-                if e.ok:
-                    self.registered, self.index = True, None
-                    self._at["heartbeat"] = self._at["poll"] = now
-                else:
-                    self._at["register"] = now + self.config.heartbeat_interval
+                self.link.register_answered(e.ok, self.clock.monotonic())
             case ev.HeartbeatAnswered():
-                self._heartbeat_answered(e)
+                if self.link.heartbeat_answered(e.sent_at, e.known, self.clock.monotonic()):
+                    self._deliver_at = min(self._deliver_at, self.clock.monotonic())  # the outbox goes at once
+                for key in e.stale:
+                    self.fence(key, "the control plane replaced this attempt")
             case ev.HeartbeatFailed():
-                self._in_flight.discard("heartbeat")
-                self._at["heartbeat"] = self._heartbeat_sent + self.config.heartbeat_interval
+                self.link.heartbeat_failed()
             case ev.AssignmentsReceived():
-                self._in_flight.discard("poll")
-                self.index = e.index
+                self.link.polled(e.index)
                 self._reconcile(e.assignments)
             case ev.PollFailed():
-                self._in_flight.discard("poll")
-                self.index = None
-                if e.not_found:
-                    self.registered = False
-                self._at["poll"] = self.clock.monotonic() + (0.5 if e.transport else 1.0)
+                self.link.poll_failed(e.not_found, e.transport, self.clock.monotonic())
             case ev.ImagePulled():
                 self._pulled(e)
             case ev.StartFailed():
@@ -181,28 +178,13 @@ class AgentState:
 
     # -- timers: everything that is due now -------------------------------------------------------------
     def _due(self, now: float) -> None:
-        interval = self.config.heartbeat_interval
-        silent = now - self.last_contact
-        if not self.cut_off and silent > 2 * interval:  # the cut-off rule, the only place it is written
-            self.cut_off = True
-            log.warning("cut off from the control plane; running on (edge autonomy), results go to the outbox")
-        if self._list_due is not None and now >= self._list_due and "list" not in self._in_flight:
-            self._in_flight.add("list")
-            self._list_due = None
+        if self._list_due is not None and now >= self._list_due and not self._listing:
+            self._listing, self._list_due = True, None
             self._emit(ev.ListContainers())
-        if not self.registered:
-            if "register" not in self._in_flight and now >= self._at["register"]:
-                self._in_flight.add("register")
-                self._emit(ev.Register())
-        elif "heartbeat" not in self._in_flight and now >= self._at["heartbeat"]:
-            self._in_flight.add("heartbeat")
-            self._heartbeat_sent = now
-            running = tuple(k for k, a in self.attempts.items() if a.phase is not Phase.DONE and not a.fenced)
-            self._emit(ev.SendHeartbeat(running))
-        if self.registered and self.listed and "poll" not in self._in_flight and now >= self._at["poll"]:
-            self._in_flight.add("poll")
-            self._emit(ev.Poll(self.index))
-        if self._delivering is None and self.outbox and now >= self._at["deliver"]:
+        # Never poll before the engine's containers are known: a restarted agent adopts before it starts anything.
+        self._emit(*self.link.due(now, self.listed, self._running_keys))
+        silent = self.link.silent(now)
+        if self._delivering is None and self.outbox and now >= self._deliver_at:
             batch = next_batch(self.outbox)
             self._delivering = tuple(x.seq for x in batch)
             self._emit(ev.Deliver(batch))
@@ -226,22 +208,10 @@ class AgentState:
                 p.in_flight = True
                 self._emit(ev.RunProbe(a.key, a.container_id, a.generation, name, p.spec))
 
-    # -- the link ---------------------------------------------------------------------------------------
-    def _heartbeat_answered(self, e: ev.HeartbeatAnswered) -> None:
-        self._in_flight.discard("heartbeat")
-        self._at["heartbeat"] = e.sent_at + self.config.heartbeat_interval
-        if self.cut_off:
-            log.info("link to the control plane is back after %.1f s", self.clock.monotonic() - self.last_contact)
-            self.cut_off = False
-            self._at["deliver"] = min(self._at["deliver"], self.clock.monotonic())
-        # Only a delivered heartbeat moves last_contact, and to when it was *sent*: the server recorded it no
-        # earlier, so this agent's self-fencing clock never runs behind the server's.
-        self.last_contact = max(self.last_contact, e.sent_at)
-        if not e.known:
-            self.registered = False
-        for key in e.stale:
-            self.fence(key, "the control plane replaced this attempt")
+    def _running_keys(self) -> tuple[Key, ...]:
+        return tuple(k for k, a in self.attempts.items() if a.phase is not Phase.DONE and not a.fenced)
 
+    # -- fencing ---------------------------------------------------------------------------------------
     def fence(self, key: Key, reason: str) -> None:
         """Stop a stale copy at once and forget what it queued: the control plane will refuse it anyway."""
         log.warning("fencing %s token %s: %s", *key, reason)
@@ -432,8 +402,7 @@ class AgentState:
 
     # -- after a restart of the agent or of the engine --------------------------------------------------
     def _listed(self, containers: Iterable[ContainerInfo]) -> None:
-        self._in_flight.discard("list")
-        self.listed = True
+        self._listing, self.listed = False, True
         seen = set()
         for c in containers:
             seen.add(c.key)
@@ -520,7 +489,7 @@ class AgentState:
         self._delivering = None
         now = self.clock.monotonic()
         if e.outcome is Outcome.TRANSPORT:
-            self._at["deliver"] = now + self._backoff
+            self._deliver_at = now + self._backoff
             self._backoff = min(self._backoff * 2, 5.0)
             return
         self._backoff = 0.2
