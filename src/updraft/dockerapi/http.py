@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from updraft.dockerapi import views
 from updraft.dockerapi.address import Address
+from updraft.dockerapi.containers import Engine
 from updraft.dockerapi.frames import MULTIPLEXED, RAW, encode_lines, parse_since, parse_tail, select
 from updraft.dockerapi.images import ImageCatalog
 from updraft.dockerapi.system import System
@@ -223,7 +224,7 @@ Handler = Callable[..., None]
 class DockerApi:
     """The routes, bound to an engine (containers), a system view (ping, version, info) and an image catalog."""
 
-    def __init__(self, engine: Any, system: System, images: ImageCatalog) -> None:
+    def __init__(self, engine: Engine, system: System, images: ImageCatalog) -> None:
         self.engine, self.system, self.images = engine, system, images
         c = r"/containers/([^/]+)"
         table: list[tuple[str, str, Handler]] = [
@@ -295,12 +296,11 @@ class DockerApi:
         c = self.engine.find(ref)
         streams = frozenset(s for s in ("stdout", "stderr") if req.flag(s))
         after = 0 if req.flag("logs") else self.engine.log_end(c)
-        multiplexed = True  # containers never have a terminal here
-        h.hijack(MULTIPLEXED if req.version >= (1, 42) else RAW)
+        h.hijack(MULTIPLEXED if req.version >= (1, 42) else RAW)  # framed either way: there is never a terminal
         if not req.flag("stream") and not req.flag("logs"):
             return
         for lines in self.engine.log_lines(c, follow=req.flag("stream"), after=after):
-            h.wfile.write(encode_lines(lines, streams, timestamps=False, multiplexed=multiplexed))
+            h.wfile.write(encode_lines(lines, streams, timestamps=False))
             h.wfile.flush()
         with contextlib.suppress(OSError):
             h.connection.shutdown(socket.SHUT_WR)
