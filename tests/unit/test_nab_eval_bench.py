@@ -13,10 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+
 from updraft.predict import AnomalyDetector
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
+
+import nab_corpus  # noqa: E402  (bench/ is not a package)
+import nab_score  # noqa: E402
 
 
 def _bench() -> ModuleType:
@@ -115,3 +120,31 @@ def test_results_out_scores_every_file_with_the_shipped_configuration(tmp_path: 
     assert [r["value"] for r in rows2] == odd and len(rows2) == 1200
     scores = [float(r["anomaly_score"]) for r in rows2]
     assert scores[10] == 0.0 and all(0.0 <= s <= 1.0 for s in scores) and scores[900] == 1.0
+
+
+def test_each_fold_is_chosen_without_the_held_out_category() -> None:
+    bench = _bench()
+    n = 1000
+    t = np.arange(n, dtype=float) * 300.0
+
+    def series(name: str) -> nab_corpus.Series:
+        rw = {p.name: nab_score.row_weights(n, [(800, 850)], p) for p in nab_score.PROFILES}
+        return nab_corpus.Series(name, t, np.zeros(n), rw)
+
+    corpus = [series(f"{cat}/1.csv") for cat in "abcd"]
+    hit = np.zeros(n)
+    hit[810] = 0.9  # finds the window
+    miss = np.zeros(n)
+    miss[300] = 0.9  # a false alarm (after the probationary period), and the window is missed
+    # candidate "A" finds the windows of a, b and d but not c's; "B" only c's
+    runs = {"A": [hit, hit, miss, hit], "B": [miss, miss, hit, miss]}
+    static = [np.zeros(n)] * 4
+
+    folds = {f.category: f for f in bench.loco(corpus, runs, static)}
+
+    assert sorted(folds) == ["a", "b", "c", "d"]
+    # c is scored with what the others prefer, although B would have been perfect on c itself
+    assert folds["c"].chosen == "A" and folds["c"].windows_detected == 0 and folds["c"].false_alarms == 1
+    assert folds["c"].standard_score < 0.0 and folds["c"].own_best_score == 0.0  # A's best on c: stay silent
+    for cat in "abd":
+        assert folds[cat].chosen == "A" and folds[cat].windows_detected == 1 and folds[cat].false_alarms == 0
