@@ -63,7 +63,8 @@ from updraft.predict._stats import AnomalyLikelihood, log_score
 class DetectorConfig:
     """Parameters of :class:`AnomalyDetector`. Defaults are the ones evaluated in ``bench/nab_eval.py``.
 
-    They were chosen once for the whole NAB corpus (never per file); see ``docs/predict.md``.
+    ``quiet``, ``avg`` and ``use_level`` were chosen by leave-one-category-out on NAB; the others were chosen
+    earlier for the whole corpus (never per file). ``docs/predict.md`` shows how their neighbours score.
     """
 
     #: Learning period in samples: until then the likelihoods have no opinion (score ~0.03) and range
@@ -96,9 +97,9 @@ class DetectorConfig:
     #: first delta): they are scored, but they do not widen the seen range. Otherwise one start-up spike
     #: would hide every later overload below it from range novelty for the life of the series.
     range_startup: int = 20
-    #: One alarm per episode: for this many samples after a sample at or above the alarm level, scores
-    #: at or above it are mapped into [0.45, 0.495]. 0 switches it off. Chosen by leave-one-category-out on NAB
-    #: (candidates 0, 100, 200, 400, 800, each with ``avg`` 10 and 20; see ``docs/predict.md``).
+    #: One likelihood alarm per episode: for this many samples after an alarm (a score at or above 0.5, or a
+    #: range break), likelihood scores at or above 0.5 are mapped into [0.45, 0.495]; range breaks still
+    #: score 1. 0 switches it off. Chosen by leave-one-category-out on NAB (candidates 0, 200, 400, 800).
     quiet: int = 400
     #: Switches for the individual signals. The level signal is off: leave-one-category-out chose it so.
     use_range: bool = True
@@ -135,7 +136,7 @@ class Score:
     """Everything the detector knows about one sample (for explanations and debugging)."""
 
     score: float  # final anomaly score in [0, 1]
-    tail: float  # smallest tail probability of the three signals (after damping)
+    tail: float  # smallest tail probability of the signals in use (after the red-after-red damping)
     novel_range: bool  # value outside the range seen so far
     step_raw: float
     level_raw: float
