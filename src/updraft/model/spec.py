@@ -110,12 +110,29 @@ def check_extended(data: Any, known: tuple[str, ...], title: str) -> None:
         raise PydanticValidationError.from_exception_data(title, errors)
 
 
-class ResourceList(_Strict):
+class ExtendedKeys(BaseModel):
+    """cpu and memory fields, and any other key an extended resource count (``"nvidia.com/gpu": 1``)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, int] = Field(init=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _extended_names(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        check_extended(data, ("cpu", "memory"), cls.__name__)
+        return handler(data)
+
+    @property
+    def extended(self) -> dict[str, int]:
+        """Extended resources by name (``{"nvidia.com/gpu": 1}``)."""
+        return self.__pydantic_extra__ or {}
+
+
+class ResourceList(_Strict, ExtendedKeys):
     """cpu and memory as Kubernetes quantities; every other key is an extended resource counted in whole units
     (``"nvidia.com/gpu": 1``), as in Kubernetes. Parsed values are cached on the (immutable) object."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    __pydantic_extra__: dict[str, int] = Field(init=False)
 
     cpu: str | None = Field(default=None, json_schema_extra=CPU_DOC)
     memory: str | None = Field(default=None, json_schema_extra=MEMORY_DOC)
@@ -140,12 +157,6 @@ class ResourceList(_Strict):
                 raise ValueError(exc.message.removeprefix("memory: ")) from exc
         return v
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _extended_names(cls, data: Any, handler: ModelWrapValidatorHandler[ResourceList]) -> ResourceList:
-        check_extended(data, ("cpu", "memory"), "ResourceList")
-        return handler(data)
-
     @cached_property
     def cpu_millis(self) -> int:
         return parse_cpu(self.cpu) if self.cpu is not None else 0
@@ -153,11 +164,6 @@ class ResourceList(_Strict):
     @cached_property
     def memory_bytes(self) -> int:
         return parse_memory(self.memory) if self.memory is not None else 0
-
-    @property
-    def extended(self) -> dict[str, int]:
-        """Extended resources by name (``{"nvidia.com/gpu": 1}``)."""
-        return self.__pydantic_extra__ or {}
 
 
 class Resources(_Strict):
