@@ -59,7 +59,7 @@ def test_the_whole_api_survives_a_bounded_fuzz_run(server: Cluster, tmp_path: Pa
         "--phases", "examples,coverage,fuzzing",
         "--max-examples", str(MAX_EXAMPLES),
         "--max-time", str(MAX_SECONDS),
-        "--workers", "2",
+        "--workers", "1",  # Hypothesis is not thread-safe on Python 3.11 (AST recursion errors)
         "--seed", "15",
         "--no-shrink",
         "--generation-database", "none",
