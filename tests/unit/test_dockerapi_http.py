@@ -250,3 +250,33 @@ def test_logs_select_streams_tail_and_follow(serve: Callable[..., tuple[FakeCont
     assert next(followed) == b"later\n"
     control.finish(tid, 0)
     assert list(followed) == []  # the stream ends with the container
+
+
+@pytest.mark.parametrize("auto_remove", [False, True])
+def test_a_failed_start_ends_the_attach_and_the_wait(serve: Callable[..., tuple[FakeControlPlane, str]],
+                                                      auto_remove: bool) -> None:
+    from updraft.errors import TransportError
+
+    def unreachable(control: FakeControlPlane, tid: str, spec: dict[str, Any]) -> None:
+        raise TransportError("POST /v1/tasks: no endpoint answered")
+
+    _, url = serve(unreachable)
+    create = {"Image": "img", "HostConfig": {"AutoRemove": auto_remove}}
+    cid = httpx.post(url + "/containers/create", json=create).json()["Id"]
+    sock = _attach(url, cid)
+    condition = "removed" if auto_remove else "next-exit"
+    results: list[dict[str, Any]] = []
+    waiter = threading.Thread(target=lambda: results.append(
+        httpx.post(url + f"/containers/{cid}/wait?condition={condition}", timeout=30).json()))
+    waiter.start()
+    started = httpx.post(url + f"/containers/{cid}/start")
+    assert started.status_code == 503 and "no endpoint answered" in started.json()["message"]
+    assert _read_all(sock).startswith(b"HTTP/1.1 101 UPGRADED")  # then closed, no frames
+    waiter.join(30)
+    assert results == [{"StatusCode": 125, "Error": {"Message": "POST /v1/tasks: no endpoint answered"}}]
+    inspected = httpx.get(url + f"/containers/{cid}/json")
+    if auto_remove:
+        assert inspected.status_code == 404
+    else:
+        assert inspected.json()["State"]["Status"] == "created"
+        assert "no endpoint answered" in inspected.json()["State"]["Error"]

@@ -126,12 +126,18 @@ class Engine:
         spec = self._spec(c.plan, c)
         try:
             task = self.control.submit(spec, key=c.id)
-        except Exception:
+        except Exception as exc:
+            # As Docker: the container stays created (an auto-remove one goes), and whoever waits for this start
+            # (docker run's attach and wait) is told, rather than left waiting for a start that failed.
             with self._changed:
-                c.started = None
+                c.started, c.start_error = None, getattr(exc, "message", str(exc))
+                c.failed_starts += 1
+                if c.plan.auto_remove:
+                    self._drop(c)
+                self._changed.notify_all()
             raise
         with self._changed:
-            c.task_id, c.task = task["id"], task
+            c.task_id, c.task, c.start_error = task["id"], task, ""
             self._changed.notify_all()
         return True
 
@@ -157,10 +163,13 @@ class Engine:
         self._containers.pop(c.id, None)
         self._changed.notify_all()
 
-    def _await_start(self, c: Container, timeout: float | None) -> bool:
-        """Block until the container has a task (or is removed); False if ``timeout`` passed first."""
+    def _await_start(self, c: Container, timeout: float | None, failed: int | None = None) -> bool:
+        """Block until the container has a task, is removed, or a start fails after ``failed`` earlier failures;
+        False if ``timeout`` passed first."""
+        seen = c.failed_starts if failed is None else failed
         with self._changed:
-            return self._changed.wait_for(lambda: c.task_id is not None or c.removed, timeout)
+            return self._changed.wait_for(
+                lambda: c.task_id is not None or c.removed or c.failed_starts > seen, timeout)
 
     def wait(self, ref: str, condition: str = "not-running") -> dict[str, Any]:
         """Docker's wait: ``not-running`` (returns at once for a created container), ``next-exit`` (waits for a
@@ -172,7 +181,8 @@ class Engine:
         c = self.find(ref)
         if c.task_id is None and condition in ("", "not-running") and c.started is None:
             return wait_result(c)
-        while not self._await_start(c, POLL):
+        failed = c.failed_starts
+        while not self._await_start(c, POLL, failed):
             pass
         while c.task_id is not None:
             task = self.control.wait(c.task_id, POLL)
@@ -251,7 +261,8 @@ class Engine:
                 return
 
     def _await_start_forever(self, c: Container) -> bool:
-        while not self._await_start(c, POLL):
+        failed = c.failed_starts
+        while not self._await_start(c, POLL, failed):
             pass
         return c.task_id is not None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from updraft.dockerapi.frames import iso
@@ -39,7 +39,9 @@ class Container:
     task: dict[str, Any] | None = None
     started: float | None = None
     removed: bool = False
-    watchers: int = field(default=0, compare=False)
+    start_error: str = ""
+    """Why the last start failed (the control plane refused or could not be reached); empty once one succeeds."""
+    failed_starts: int = 0
 
     @property
     def short_id(self) -> str:
@@ -67,7 +69,9 @@ def attempt(task: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 def state_of(c: Container) -> State:
     if c.task is None:
-        return State("created") if c.started is None else State("running", started_at=c.started)
+        if c.started is not None:
+            return State("running", started_at=c.started)
+        return State("created", EXIT_DAEMON_ERROR, c.start_error) if c.start_error else State("created")
     att = attempt(c.task) or {}
     started_at = att.get("started_at") or c.started
     if c.task["state"] not in TERMINAL:
