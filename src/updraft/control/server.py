@@ -22,6 +22,7 @@ from updraft.observe.server_metrics import RequestMetrics, ServerMetrics
 from updraft.observe.tracing import NOOP, PlacementSpans, Tracing
 from updraft.settings import ServerSettings
 from updraft.store import SqliteStore, Store
+from updraft.ui import mount as mount_ui
 
 log = logging.getLogger("updraft.server")
 
@@ -153,6 +154,7 @@ def create_app(
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(build_router(service, tracing))
+    mount_ui(app, service)  # the web dashboard at /ui (roles from app.state.guard when the server sets one)
 
     @app.get("/health", tags=["probes"])
     async def health() -> Any:

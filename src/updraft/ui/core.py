@@ -1,0 +1,135 @@
+"""What every dashboard route shares: the control plane's service, the templates, sessions, the recorders.
+
+Reads here are from memory (``ClusterState``, the recorders); anything that reads the store is called with
+``asyncio.to_thread`` by the routes, so no page ever blocks the event loop that answers heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from updraft.control.service import ControlService
+from updraft.errors import Unauthorized
+from updraft.security.tokens import Action
+from updraft.ui.auth import COOKIE, GuardLike, LoginRequired, Sessions, SharedTokenGuard, Viewer, set_cookie
+from updraft.ui.recorders import EventRing, FlowRecorder
+from updraft.ui.views import FleetRow, fleet_rows
+
+HERE = Path(__file__).parent
+FLEET_VIEWS = 64
+"""Fleet pages whose rows are remembered, so their live stream sends only what changed since the render."""
+
+SECURITY_HEADERS = {
+    # Every script and style is a file of the package: no inline code, so an injected tag cannot run.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+NAV = (
+    ("fleet", "Fleet", Action.READ_NODE),
+    ("flows", "Flows", Action.READ_NODE),
+    ("tasks", "Tasks", Action.READ_TASK),
+    ("events", "Events", Action.READ_NODE),
+)
+
+
+class Ui:
+    def __init__(self, service: ControlService) -> None:
+        self.service = service
+        self.state = service.state
+        self.notifier = service.notifier
+        self.sessions = Sessions(service.clock.now)
+        self.fallback = SharedTokenGuard(service.settings.token)
+        self.flows = FlowRecorder(self._origin_of)
+        self.events = EventRing()
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["clock"] = lambda at: time.strftime("%H:%M:%S", time.localtime(at)) if at else "-"
+        self.env.filters["stamp"] = lambda at: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "-"
+        self._fleet_views: OrderedDict[str, dict[str, FleetRow]] = OrderedDict()
+
+    def _origin_of(self, task_id: str) -> str | None:
+        task = self.state.task(task_id)
+        return task.spec.origin if task is not None else None
+
+    def now(self) -> float:
+        return self.service.clock.now()
+
+    # -- who is looking ------------------------------------------------------------------------------------
+    def guard(self, request: Request) -> GuardLike:
+        found = getattr(request.app.state, "guard", None)
+        return found if found is not None else self.fallback
+
+    async def viewer(self, request: Request) -> Viewer:
+        """The FastAPI dependency of every page: the session's principal, checked again now (thread: the
+        guard may read its tokens from the store). Raises :class:`LoginRequired`."""
+        guard = self.guard(request)
+        session = self.sessions.get(request.cookies.get(COOKIE))
+        if session is None:
+            try:  # authentication off: everyone is the anonymous admin, with a session for the CSRF token
+                who = await asyncio.to_thread(guard.principal, None)
+            except Unauthorized as exc:
+                raise LoginRequired() from exc
+            return Viewer(who, self.sessions.create(None), fresh=True)
+        try:
+            who = await asyncio.to_thread(guard.principal, session.token)
+        except Unauthorized as exc:
+            self.sessions.drop(session.id)
+            raise LoginRequired() from exc
+        return Viewer(who, session)
+
+    # -- rendering -------------------------------------------------------------------------------------------
+    def page(self, request: Request, viewer: Viewer, name: str, status: int = 200, **context: Any) -> Response:
+        nav = [(key, title) for key, title, action in NAV if viewer.may(action)]
+        html = self.env.get_template(name).render(
+            viewer=viewer, nav=nav, csrf=viewer.session.csrf, now=self.now(), **context
+        )
+        response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        if viewer.fresh:
+            set_cookie(response, request, viewer.session)
+        return response
+
+    def fragment(self, name: str, status: int = 200, **context: Any) -> Response:
+        html = self.env.get_template(name).render(**context)
+        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+    def macro(self, name: str) -> Any:
+        return getattr(self.env.get_template("_macros.html").module, name)
+
+    # -- the fleet, from memory ----------------------------------------------------------------------------
+    def fleet(self) -> list[FleetRow]:
+        with self.state.lock:
+            nodes = list(self.state.nodes.values())
+            by_node = {name: list(tasks.values()) for name, tasks in self.state.by_node.items()}
+        return fleet_rows(
+            nodes, lambda name: by_node.get(name, []), self.service.policy, self.service.detector.delay_slack
+        )
+
+    def remember_fleet(self, rows: list[FleetRow]) -> str:
+        view = secrets.token_urlsafe(9)
+        self._fleet_views[view] = {r.name: r for r in rows}
+        while len(self._fleet_views) > FLEET_VIEWS:
+            self._fleet_views.popitem(last=False)
+        return view
+
+    def recall_fleet(self, view: str) -> dict[str, FleetRow]:
+        return self._fleet_views.pop(view, {})

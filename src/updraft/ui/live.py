@@ -1,0 +1,191 @@
+"""Live updates: server-sent event streams woken by the control plane's :class:`Notifier`.
+
+Each stream waits on a notifier topic ("events" moves on every commit that records an event, "task:<id>"
+and "logs:<id>" on a task's changes and log lines) with a timeout, so a quiet cluster costs one wake-up a
+second per open page. What a stream sends is what changed since it last sent:
+
+* ``/ui/live/fleet``: the rows of nodes whose row differs from what the page shows (metrics arrive with
+  heartbeats, which commit nothing, so the fleet is compared once a second too);
+* ``/ui/live/events``: events from the in-memory ring after the last one sent;
+* ``/ui/live/task/<id>``: the task's state and attempts, its new events and log lines (store reads in a
+  worker thread), then ``done`` once it is finished and its logs are all sent;
+* ``/ui/live/pulse``: a ``pulse`` at most once a second while events are committed (pages that re-read).
+
+Every stream checks its session again each minute and ends with ``logout`` when it is no longer valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from updraft.errors import Forbidden, NotFound, Unauthorized
+from updraft.security.redaction import redact_task
+from updraft.security.tokens import Action
+from updraft.ui.auth import Viewer
+from updraft.ui.core import Ui
+from updraft.ui.views import fleet_changes, fleet_summary, tone
+
+TICK = 1.0
+KEEPALIVE = 15.0
+RECHECK = 60.0
+MAX_EVENTS = 200
+
+
+def sse(name: str, data: Any) -> str:
+    """One server-sent event; JSON has no raw newlines, so one ``data:`` line carries it."""
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def stream(body: AsyncIterator[str]) -> StreamingResponse:
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+
+def build_live_router(ui: Ui) -> APIRouter:
+    r = APIRouter(prefix="/ui/live", include_in_schema=False)
+    look = Depends(ui.viewer)
+    notifier, store, service = ui.notifier, ui.service.store, ui.service
+
+    def need(viewer: Viewer, action: Action) -> None:
+        if not viewer.may(action):
+            raise Forbidden(f"role {viewer.role} may not {action}", reason="forbidden")
+
+    async def still_valid(request: Request, viewer: Viewer, checked: list[float]) -> bool:
+        """Re-check the session's token at most once a ``RECHECK``; False once it is revoked or expired."""
+        if await request.is_disconnected():
+            return False
+        mono = service.clock.monotonic()
+        if mono - checked[0] < RECHECK:
+            return True
+        checked[0] = mono
+        if ui.sessions.get(viewer.session.id) is None:
+            return False
+        try:
+            await asyncio.to_thread(ui.guard(request).principal, viewer.session.token)
+        except Unauthorized:
+            ui.sessions.drop(viewer.session.id)
+            return False
+        return True
+
+    @r.get("/fleet")
+    async def fleet(request: Request, viewer: Viewer = look, view: Annotated[str, Query(max_length=40)] = "") -> Any:
+        need(viewer, Action.READ_NODE)
+        may_act = viewer.may(Action.NODE_ADMIN)
+        row_html = ui.macro("fleet_row")
+        summary_html = ui.macro("fleet_summary")
+
+        async def body() -> AsyncIterator[str]:
+            shown = ui.recall_fleet(view)
+            seen, checked = notifier.version("events"), [service.clock.monotonic()]
+            while await still_valid(request, viewer, checked):
+                rows = ui.fleet()
+                changed, gone = fleet_changes(shown, rows)
+                if changed or gone:
+                    yield sse("rows", {
+                        "now": ui.now(),
+                        "rows": {r.dom_id: str(row_html(r, may_act)) for r in changed},
+                        "gone": ["node-" + n for n in gone],
+                        "summary": str(summary_html(fleet_summary(rows))),
+                    })
+                    shown = {r.name: r for r in rows}
+                else:
+                    yield sse("tick", {"now": ui.now()})
+                seen = await notifier.wait("events", seen, TICK)
+            yield sse("logout", {})
+
+        return stream(body())
+
+    @r.get("/events")
+    async def events(request: Request, viewer: Viewer = look, after: Annotated[int, Query(ge=0)] = 0) -> Any:
+        need(viewer, Action.READ_NODE)
+        event_row = ui.macro("event_row")
+
+        async def body() -> AsyncIterator[str]:
+            last, checked = after, [service.clock.monotonic()]
+            while await still_valid(request, viewer, checked):
+                seen = notifier.version("events")
+                new = ui.events.after(last, MAX_EVENTS)
+                if new:
+                    last = new[-1].seq
+                    rows = [str(event_row(n.event, tone(n.event.kind))) for n in reversed(new)]
+                    yield sse("events", {"rows": rows, "last": last})
+                else:
+                    yield ": keepalive\n\n"
+                await notifier.wait("events", seen, KEEPALIVE)
+            yield sse("logout", {})
+
+        return stream(body())
+
+    @r.get("/pulse")
+    async def pulse(request: Request, viewer: Viewer = look) -> Any:
+        async def body() -> AsyncIterator[str]:
+            seen, checked = notifier.version("events"), [service.clock.monotonic()]
+            while await still_valid(request, viewer, checked):
+                now = await notifier.wait("events", seen, KEEPALIVE)
+                if now != seen:
+                    seen = now
+                    yield sse("pulse", {"now": ui.now()})
+                    await asyncio.sleep(TICK)
+                else:
+                    yield ": keepalive\n\n"
+            yield sse("logout", {})
+
+        return stream(body())
+
+    @r.get("/task/{task_id}")
+    async def task(
+        request: Request,
+        task_id: str,
+        viewer: Viewer = look,
+        events_after: Annotated[int, Query(ge=0)] = 0,
+        logs_after: Annotated[int, Query(ge=0)] = 0,
+    ) -> Any:
+        need(viewer, Action.READ_TASK)
+        if len(task_id) > 64:
+            raise NotFound("no such task", field="task_id")
+        state_html, event_row = ui.macro("task_state"), ui.macro("event_row")
+        may_cancel = viewer.may(Action.CANCEL)
+        first = service.live_task(task_id) or await asyncio.to_thread(store.get_task, task_id)
+        if first is None:
+            raise NotFound(f"no task {task_id!r}", field="task_id")
+
+        async def body() -> AsyncIterator[str]:
+            ev_after, log_after, checked = events_after, logs_after, [service.clock.monotonic()]
+            shown = None
+            while await still_valid(request, viewer, checked):
+                seen = notifier.version(f"task:{task_id}")
+                logs_seen = notifier.version(f"logs:{task_id}")
+                current = service.live_task(task_id) or await asyncio.to_thread(store.get_task, task_id)
+                if current is None:
+                    break
+                events, lines = await asyncio.gather(
+                    asyncio.to_thread(store.list_events, task_id, ev_after),
+                    asyncio.to_thread(store.list_logs, task_id, log_after),
+                )
+                if current.revision != shown:
+                    shown = current.revision
+                    html = str(state_html(redact_task(current, None), may_cancel))
+                    yield sse("task", {"html": html, "state": str(current.state)})
+                if events:
+                    ev_after = events[-1].id
+                    yield sse("events", {"rows": [str(event_row(e, tone(e.kind))) for e in events]})
+                if lines:
+                    log_after = lines[-1].seq
+                    yield sse("logs", {"lines": [{"stream": ln.stream, "data": ln.data} for ln in lines]})
+                if current.state.terminal and not lines:
+                    yield sse("done", {"state": str(current.state)})
+                    return
+                await notifier.wait(f"task:{task_id}", seen, TICK / 2)
+                if notifier.version(f"logs:{task_id}") == logs_seen and not current.state.terminal:
+                    await notifier.wait(f"logs:{task_id}", logs_seen, TICK / 2)
+            yield sse("logout", {})
+
+        return stream(body())
+
+    return r
