@@ -170,3 +170,16 @@ def test_busy_edge_streams_output_of_a_container_running_on_the_cloud(edge_api: 
             proc.kill()
         with cluster.client() as c:
             c.cancel(hog.id)
+
+
+def test_the_cli_negotiates_the_api_version(edge_api: tuple[Cluster, str]) -> None:
+    _, host = edge_api
+    # The CLI speaks API 1.50; it pings, reads Api-Version and goes down to ours.
+    assert docker_cli(host, "version", "--format", "{{.Server.APIVersion}} {{.Server.MinAPIVersion}}",
+                      check=True).stdout.split() == ["1.43", "1.24"]
+    pinned = subprocess.run(["docker", "ps", "-a"], capture_output=True, text=True, timeout=60,
+                            env={"DOCKER_HOST": host, "DOCKER_API_VERSION": "1.41", "PATH": "/usr/bin:/bin"})
+    assert pinned.returncode == 0 and pinned.stdout.startswith("CONTAINER ID")
+    too_new = subprocess.run(["docker", "ps"], capture_output=True, text=True, timeout=60,
+                             env={"DOCKER_HOST": host, "DOCKER_API_VERSION": "1.50", "PATH": "/usr/bin:/bin"})
+    assert too_new.returncode != 0 and "Maximum supported API version is 1.43" in too_new.stderr
