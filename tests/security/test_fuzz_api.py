@@ -4,7 +4,7 @@ Checks: no 5xx (``not_a_server_error``), every status the API answers is documen
 (``status_code_conformance``), every response matches its documented schema (``response_schema_conformance``).
 Positive and negative data, the examples, coverage and fuzzing phases, a fixed seed; long polls are cut to a
 quarter second (tests/security/fuzz_hooks.py). No Docker needed: no agent runs, nothing is scheduled onto a
-container. The run is bounded by ``--max-examples`` per operation and by ``--max-time``.
+container. The run is bounded by ``--max-examples`` per operation (about 2000 requests, 30–60 s here).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from tests.cluster import ROOT, Cluster
 
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
 MAX_EXAMPLES = int(os.environ.get("UPDRAFT_FUZZ_EXAMPLES", "10"))
-MAX_SECONDS = 120
+MAX_SECONDS = 170
+"""A guard only: ``--max-time`` would make the fuzzing phase repeat until the budget is spent."""
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,6 @@ def test_the_whole_api_survives_a_bounded_fuzz_run(server: Cluster, tmp_path: Pa
         "--checks", CHECKS,
         "--phases", "examples,coverage,fuzzing",
         "--max-examples", str(MAX_EXAMPLES),
-        "--max-time", str(MAX_SECONDS),
         "--workers", "1",  # Hypothesis is not thread-safe on Python 3.11 (AST recursion errors)
         "--seed", "15",
         "--no-shrink",
@@ -75,7 +75,7 @@ def test_the_whole_api_survives_a_bounded_fuzz_run(server: Cluster, tmp_path: Pa
         args += ["--header", f"Authorization: Bearer {token}"]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.security.fuzz_hooks",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    run = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=MAX_SECONDS + 60)
+    run = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=MAX_SECONDS)
     assert report_path.exists(), run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads(report_path.read_text())
     assert report["operations"]["tested"] == report["operations"]["total"] > 0
