@@ -15,12 +15,12 @@ Per run, against a fresh server process in its own temporary data directory (``t
 
 Measured: accepted submits/s (2xx answers); p50/p99/max latency per endpoint (a submit's latency is that of
 the attempt that was accepted; refusals are counted apart); errors by kind, 429/503 refusals apart; false
-suspicions — ``node-suspect``/``node-unreachable`` events for simulated nodes, none of which ever stopped
-(read from ``GET /v1/events`` after the load, while the nodes still beat); server RSS (peak, psutil);
-seconds from the end of the load (submitters and listers stop, nodes keep beating) until ``/health``
-answers in < 50 ms; and, once the server is stopped, the stored tasks read straight from its SQLite file
-(so the check does not go through the API it checks): ``lost`` = accepted submits whose task id is not
-stored with their key, ``duplicated`` = keys stored in more than one task.
+suspicions — ``node-suspect``/``node-unreachable`` events for simulated nodes, none of which stopped beating
+(read from ``GET /v1/events`` once the nodes have stopped, counting those stamped before they stopped);
+server RSS (peak, psutil); seconds from the end of the load (submitters and listers stop, nodes keep beating)
+until ``/health`` answers in < 50 ms; and, once the server is stopped, the stored tasks read straight from
+its SQLite file (so the check does not go through the API it checks): ``lost`` = accepted submits whose task
+id is not stored with their key, ``duplicated`` = keys stored in more than one task.
 
 The load generator is one asyncio process using a minimal HTTP/1.1 client (``_http1``, why there); its own
 CPU use and the server's are reported beside the figures so that a saturated generator shows.
@@ -226,9 +226,16 @@ class Load:
         return None
 
     async def events(self) -> list[dict[str, Any]]:
-        c, after, out = self.conn(), 0, []
+        """Every event, read once the fleet has stopped (a swamped server may need minutes per page)."""
+        c, after, out, timeouts = self.conn(), 0, [], 0
         while True:
-            reply = await c.request("GET", f"/v1/events?after={after}&limit=10000", timeout=RECOVER_LIMIT_S)
+            try:
+                reply = await c.request("GET", f"/v1/events?after={after}&limit=10000", timeout=RECOVER_LIMIT_S)
+            except TimeoutError:
+                timeouts += 1
+                if timeouts == 3:
+                    raise
+                continue
             if reply.status in (429, 503):
                 await asyncio.sleep(parse_retry_after(reply.headers.get("retry-after"), time.time()) or 1.0)
                 continue
@@ -305,11 +312,12 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
         t.cancel()  # answers still in flight are abandoned: neither accepted nor errors
     await asyncio.gather(*clients, return_exceptions=True)
     recover_s = await load.recover(stopped)
-    events = await load.events()
     load.halt.set()
+    halted = time.time()  # the server's clock too (same machine): events before this are from beating nodes
     for t in fleet:
         t.cancel()
     await asyncio.gather(*fleet, sampling, return_exceptions=True)
+    events = [e for e in await load.events() if e["at"] < halted]
     sim = set(load.names)
     suspicious = [e for e in events if e["kind"] in SUSPICIONS and e.get("node") in sim]
     lat = rec.latency
