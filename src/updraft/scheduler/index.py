@@ -29,6 +29,8 @@ an index from scratch, which is what ``schedule`` does when the snapshot carries
 
 The plan is not applied to the index: once the applier commits a placement, report it with ``add_usage``.
 Within a pass the index charges each placement and reverts the charges at the end, so it never drifts.
+One thread schedules with a given index at a time (the passes themselves are not thread-safe; only the
+queued mutators are).
 """
 
 from __future__ import annotations
