@@ -53,3 +53,10 @@ def test_mixed_reconcile_after_a_restart() -> None:
     assert of(out, ev.Stop) == [ev.Stop(("gone", 2), gone.container_id, 1.0, "no longer assigned to this node")]
     assert [p.key for p in of(out, ev.Pull)] == [("new", 3)]
     assert [s["exit_code"] for s in statuses(h.out, ("old", 1))] == [1]  # exited while away: its result goes
+
+
+def test_a_restarted_agent_removes_a_fenced_copy_it_finds() -> None:
+    h = Harness()
+    h.send(ev.HeartbeatAnswered(h.clock.monotonic(), stale=(("a", 1),)))
+    out = h.boot(containers=(container("a"),))
+    assert of(out, ev.Remove) == [ev.Remove(("a", 1), "c-a-1")] and not of(out, ev.Wait)

@@ -249,6 +249,8 @@ class Restart:
 
 @dataclass(frozen=True, slots=True)
 class Remove:
+    """Remove the container, killing it first if it still runs."""
+
     key: Key
     container_id: str
 

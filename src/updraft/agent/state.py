@@ -409,8 +409,7 @@ class AgentState:
             a = self.attempts.get(c.key)
             if a is None:
                 if c.key in self.stale or (c.key in self.finished and not c.running):
-                    self._emit(ev.Stop(c.key, c.container_id, 0.0, "stale") if c.running else
-                               ev.Remove(c.key, c.container_id))
+                    self._emit(ev.Remove(c.key, c.container_id))  # fenced, or its result already queued
                 else:
                     self._adopt(c)
             elif a.phase is Phase.LOST:
