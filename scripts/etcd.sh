@@ -39,13 +39,15 @@ launch_member() {
   if running; then log "member $m already running (pid $(cat "$PIDFILE"))"; return; fi
   mkdir -p "$DIR/m$m"
   # Election timeout 500 ms (heartbeat 50 ms) on loopback: the smallest lease etcd then grants is 1 s, so a
-  # leader lease of 2 s is honoured as given. Compaction keeps 10,000 revisions; the quota bounds the file.
+  # leader lease of 2 s is honoured as given. One scheduling plan is one Txn (up to 200 tasks, 2 ops each):
+  # --max-txn-ops 1024 (default 128). Compaction keeps 10,000 revisions; the quota bounds the file.
   daemon_launch "$DIR/m$m.log" etcd --name "m$m" --data-dir "$DIR/m$m" \
     --listen-client-urls "$(client_url "$m")" --advertise-client-urls "$(client_url "$m")" \
     --listen-peer-urls "$(peer_url "$m")" --initial-advertise-peer-urls "$(peer_url "$m")" \
     --initial-cluster "$(IFS=,; echo "${cluster[*]}")" --initial-cluster-state new \
     --initial-cluster-token "updraft-$BASE" --heartbeat-interval 50 --election-timeout 500 \
     --auto-compaction-mode revision --auto-compaction-retention 10000 \
+    --max-txn-ops 1024 --max-request-bytes $((8 * 1024 * 1024)) \
     --quota-backend-bytes $((2 * 1024 * 1024 * 1024)) --logger zap --log-level warn
 }
 

@@ -111,6 +111,30 @@ class ServerSettings(_Settings):
     node_flush_seconds: float = Field(
         default=30.0, gt=0, description="how often a node's metrics and heartbeat time are written to the store"
     )
+    # -- high availability on etcd (docs/ha.md) ------------------------------------------------------------
+    store: Literal["sqlite", "etcd"] = Field(default="sqlite", description="sqlite: one server; etcd: several")
+    etcd_endpoints: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:2379"], min_length=1, description="etcd client URLs"
+    )
+    etcd_prefix: str = Field(default="/updraft/", pattern=r"^/[A-Za-z0-9._/-]*$", description="key prefix")
+    etcd_lease_ttl: int = Field(
+        default=2, ge=1, le=60, description="seconds a silent leader keeps the lease (renewed every third of it)"
+    )
+    etcd_timeout: float = Field(default=2.0, gt=0, description="seconds for one etcd request")
+    etcd_history_ttl: int = Field(
+        default=3600, ge=60, description="seconds events and log lines are kept in etcd (between half and all of it)"
+    )
+    server_id: str | None = Field(default=None, max_length=128, description="this server's name in the cluster")
+    advertise_url: str | None = Field(
+        default=None, description="the URL other servers reach this one at (default http://HOST:PORT)"
+    )
+
+    @field_validator("etcd_endpoints", mode="before")
+    @classmethod
+    def _endpoint_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
 
 class RegistrySettings(_Settings):

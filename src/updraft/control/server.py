@@ -21,7 +21,7 @@ from updraft.observe.logs import EventLog
 from updraft.observe.server_metrics import RequestMetrics, ServerMetrics
 from updraft.observe.tracing import NOOP, PlacementSpans, Tracing
 from updraft.settings import ServerSettings
-from updraft.store import SqliteStore, Store
+from updraft.store import EtcdStore, SqliteStore, Store
 from updraft.ui import mount as mount_ui
 
 log = logging.getLogger("updraft.server")
@@ -115,31 +115,48 @@ def create_app(
     tracing: Tracing = NOOP,
 ) -> FastAPI:
     clock = clock or SystemClock()
+    if store is None and settings.store == "etcd":
+        from updraft.control.ha import ETCD_SCHEDULER_BATCH, make_store
+
+        store = make_store(settings)  # one plan is one etcd Txn: keep it within etcd's request limits
+        settings = settings.model_copy(update={"scheduler_batch": min(settings.scheduler_batch, ETCD_SCHEDULER_BATCH)})
     store = store or SqliteStore(settings.data_dir / "updraft.db")
     service = ControlService(store, settings, clock, Notifier())
     metrics = ServerMetrics(service.state, service.policy, clock.now)
     service.listeners += [metrics.on_event, EventLog()]
     if tracing.enabled:
-        service.listeners.append(PlacementSpans(tracing, service.state))
+        service.listeners.append(PlacementSpans(tracing, store))
     running: list[asyncio.Task[None]] = []
-    background = [scheduler_loop, detector_loop, liveness_flush_loop, image_pin_loop, *(loops or [])]
+    leader_loops: list[Loop] = [scheduler_loop, detector_loop, liveness_flush_loop, image_pin_loop]
+    ha = None
+    if isinstance(store, EtcdStore):  # several servers: the leader's loops run where the election says
+        from updraft.control.ha import HighAvailability
+
+        ha = HighAvailability(service, store, settings, leader_loops)
+        leader_loops = []
+    background = [*leader_loops, *(loops or [])]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.notifier.bind(asyncio.get_running_loop())
         # Sync routes (store reads, commits) run in these threads; most of their time is spent waiting for the
         # writer's group commit, so more of them than anyio's default 40 means bigger batches, not more CPU.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = max(64, settings.max_pending_submits)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 64
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(loop(service)) for loop in background]
         running[:] = tasks
+        if ha is not None:
+            ha.start(asyncio.get_running_loop())
         service.notifier.notify("scheduler")
         yield
+        if ha is not None:
+            await ha.stop()
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        await asyncio.to_thread(service.flush_liveness)
+        if ha is None:  # with etcd, only the leader writes liveness, through its fenced view
+            await asyncio.to_thread(service.flush_liveness)
         service.close()
         tracing.shutdown()
         store.close()
@@ -152,14 +169,17 @@ def create_app(
     )
     app.state.service = service
     app.state.metrics = metrics
+    app.state.ha = ha
     install_error_handlers(app)
     app.include_router(build_router(service, tracing))
+    if ha is not None:
+        app.include_router(ha.router())
     mount_ui(app, service)  # the web dashboard at /ui (roles from app.state.guard when the server sets one)
 
     @app.get("/health", tags=["probes"])
     async def health() -> Any:
         """Liveness: the process answers and its background loops and writer are still running (no I/O)."""
-        dead = {t.get_name(): "stopped" for t in running if t.done()}
+        dead = {t.get_name(): "stopped" for t in [*running, *(ha.running() if ha else [])] if t.done()}
         if not service.writer.alive():
             dead["writer"] = "stopped"
         if not dead:
@@ -181,7 +201,9 @@ def create_app(
             await asyncio.to_thread(store.revision)
         except Exception as exc:  # any failure of the store means not ready
             problems["store"] = str(exc)
-        body = {"status": "ready" if not problems else "not ready", "leader": True, "problems": problems}
+        body: dict[str, Any] = {"status": "ready" if not problems else "not ready", "leader": True, "problems": problems}
+        if ha is not None:  # a follower is ready too: it serves reads and the writes safe from any server
+            body |= {"leader": ha.election.leading, "cluster": ha.status()}
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -189,6 +211,10 @@ def create_app(
         Admission, limits={"submit": settings.max_pending_submits, "read": settings.max_inflight_reads}
     )
     app.add_middleware(RequestMetrics, metrics=metrics)
+    if ha is not None:
+        from updraft.control.ha import ForwardHeartbeats
+
+        app.add_middleware(ForwardHeartbeats, ha=ha)
     return app
 
 

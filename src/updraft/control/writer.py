@@ -9,6 +9,9 @@ listener sees every event, whoever wrote it.
 
 Callers in worker threads wait on the returned future; code on the event loop awaits it with
 ``asyncio.wrap_future``. ``depth()`` is the backlog the API's admission control looks at.
+
+A caller's context may name another store to commit through (``COMMIT_VIA``): with etcd, the leader's loops
+commit through the fenced view of their term (``EtcdStore.fenced``), so a deposed leader's writes fail.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextvars import ContextVar
+from itertools import groupby
+from typing import Any, Protocol
 
 from updraft.control.notify import Notifier
 from updraft.control.state import ClusterState
@@ -29,6 +35,14 @@ log = logging.getLogger("updraft.writer")
 
 EventListener = Callable[[Event], None]
 _STOP = object()
+
+
+class _Committer(Protocol):
+    def commit_many(self, txns: list[Txn]) -> list[int | UpdraftError]: ...
+
+
+COMMIT_VIA: ContextVar[_Committer | None] = ContextVar("updraft_commit_via", default=None)
+"""Set by a context whose commits must go through another view of the store (the leader's fenced view)."""
 
 
 def topics_of(txn: Txn) -> set[str]:
@@ -66,7 +80,7 @@ class Writer:
         if not self._thread.is_alive():
             fut.set_exception(Unavailable("the store writer has stopped"))
             return fut
-        self._queue.put((txn, fut))
+        self._queue.put((txn, fut, COMMIT_VIA.get()))
         return fut
 
     def commit(self, txn: Txn) -> int:
@@ -76,7 +90,7 @@ class Writer:
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything queued before this call is committed (tests, shutdown)."""
         fut: Future[int] = Future()
-        self._queue.put((None, fut))
+        self._queue.put((None, fut, None))
         fut.result(timeout)
 
     def depth(self) -> int:
@@ -106,17 +120,17 @@ class Writer:
                 batch.append(item)
             self._commit_batch(batch)  # type: ignore[arg-type]
 
-    def _commit_batch(self, items: list[tuple[Txn | None, Future[int]]]) -> None:
-        barriers = [fut for txn, fut in items if txn is None]
-        batch = [(txn, fut) for txn, fut in items if txn is not None]
-        if batch:
-            self._commit_txns(batch)
+    def _commit_batch(self, items: list[tuple[Txn | None, Future[int], Any]]) -> None:
+        barriers = [fut for txn, fut, _ in items if txn is None]
+        batch = [(txn, fut, via) for txn, fut, via in items if txn is not None]
+        for via, group in groupby(batch, key=lambda item: item[2]):  # consecutive txns of one view together
+            self._commit_txns([(txn, fut) for txn, fut, _ in group], via or self.store)
         for fut in barriers:
             fut.set_result(0)
 
-    def _commit_txns(self, batch: list[tuple[Txn, Future[int]]]) -> None:
+    def _commit_txns(self, batch: list[tuple[Txn, Future[int]]], store: _Committer) -> None:
         try:
-            results = self.store.commit_many([txn for txn, _ in batch])
+            results = store.commit_many([txn for txn, _ in batch])
         except Exception as exc:  # the store itself failed: every caller gets the error, the writer lives on
             log.exception("store commit failed")
             err = exc if isinstance(exc, UpdraftError) else Unavailable(f"store commit failed: {exc}")
