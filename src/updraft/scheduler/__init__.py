@@ -5,8 +5,8 @@ maintain it); every decision carries a :class:`Code`, and a task no node takes c
 :class:`RejectionSummary`.
 """
 
-from updraft.scheduler.filters import Usage
-from updraft.scheduler.index import Demand, NodeIndex
+from updraft.scheduler.filters import Demand, Usage
+from updraft.scheduler.index import NodeIndex
 from updraft.scheduler.plan import Deferral, Placement, Plan, Snapshot, queue_order, schedule
 from updraft.scheduler.policy import Policy
 from updraft.scheduler.reasons import Code, Reject, Rejection, RejectionSummary

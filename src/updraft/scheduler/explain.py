@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from updraft.model import TaskSpec, format_cpu, format_memory
-from updraft.scheduler.index import Demand, NodeIndex
+from updraft.scheduler.filters import Demand
+from updraft.scheduler.index import NodeIndex
 from updraft.scheduler.reasons import Reject, RejectionSummary, summarise
 
 

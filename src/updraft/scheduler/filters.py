@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from updraft.model import Effect, Node, NodeState, TaskSpec, format_cpu, format_memory
 from updraft.scheduler.affinity import required_ok
@@ -83,6 +84,27 @@ class Usage:
     def as_started(self, spec: TaskSpec) -> Usage:
         """The attempt of ``spec`` went from placed to running: its load now shows in the node's metrics."""
         return self.minus(spec, started=False).plus(spec, started=True)
+
+
+class Demand(NamedTuple):
+    """What one task asks of a node, parsed once per decision."""
+
+    cpu: int
+    memory: int
+    pending_cpu: int
+    unbounded: int
+    extended: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, spec: TaskSpec) -> Demand:
+        r = spec.resources
+        return cls(
+            r.request_cpu(),
+            r.request_memory(),
+            _pending_cpu(spec),
+            int(_unbounded(spec)),
+            tuple(r.request_extended().items()),
+        )
 
 
 def ready(node: Node) -> Rejection | None:

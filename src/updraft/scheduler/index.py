@@ -37,14 +37,14 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from updraft.model import Effect, Node, NodeState, Taint, TaskSpec
 from updraft.model.spec import Affinity, NodeSelectorRequirement, NodeSelectorTerm
 from updraft.scheduler.affinity import label_int
-from updraft.scheduler.filters import Usage, _pending_cpu, _unbounded
+from updraft.scheduler.filters import Demand, Usage
 
 _INT64 = ("cap_cpu", "cap_mem", "used_cpu", "used_mem", "free_cpu", "free_mem", "tasks", "pend_cpu", "pend_mem")
 _MORE = {"pend_unb": np.int64, "rank": np.int64, "taint_group": np.int32, "cpu_pct": np.float64,
@@ -52,27 +52,6 @@ _MORE = {"pend_unb": np.int64, "rank": np.int64, "taint_group": np.int32, "cpu_p
          "draining": np.bool_}  # fmt: skip
 Signature = tuple[Any, ...]
 _NO_USAGE = Usage()
-
-
-class Demand(NamedTuple):
-    """What one task asks of a node, parsed once per decision."""
-
-    cpu: int
-    memory: int
-    pending_cpu: int
-    unbounded: int
-    extended: tuple[tuple[str, int], ...]
-
-    @classmethod
-    def of(cls, spec: TaskSpec) -> Demand:
-        r = spec.resources
-        return cls(
-            r.request_cpu(),
-            r.request_memory(),
-            _pending_cpu(spec),
-            int(_unbounded(spec)),
-            tuple(r.request_extended().items()),
-        )
 
 
 def _taint_key(taints: Iterable[Taint]) -> tuple[Taint, ...]:

@@ -24,8 +24,8 @@ import numpy as np
 from updraft.model import Node, NodeState, Task
 from updraft.scheduler import filters
 from updraft.scheduler.explain import explain
-from updraft.scheduler.filters import Usage
-from updraft.scheduler.index import Demand, NodeIndex
+from updraft.scheduler.filters import Demand, Usage
+from updraft.scheduler.index import NodeIndex
 from updraft.scheduler.policy import Policy
 from updraft.scheduler.reasons import Code, RejectionSummary
 from updraft.scheduler.scores import cpu_load_pct, image_note, memory_load_pct, vector_scores

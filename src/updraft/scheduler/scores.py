@@ -13,8 +13,8 @@ import numpy as np
 
 from updraft.model import Effect, Node, TaskSpec
 from updraft.scheduler.affinity import preferred_share
-from updraft.scheduler.filters import Usage
-from updraft.scheduler.index import Demand, NodeIndex
+from updraft.scheduler.filters import Demand, Usage
+from updraft.scheduler.index import NodeIndex
 from updraft.scheduler.policy import Policy, Strategy
 
 
