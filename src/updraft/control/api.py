@@ -286,7 +286,8 @@ def build_router(service: ControlService, tracing: Tracing = NOOP) -> APIRouter:
         """The attempts this node should run. Long-polls while ``index`` is still current."""
         service.node(name)
         version = await notifier.wait(f"node:{name}", index, wait)
-        return _json(Assignments(index=version, assignments=service.assignments(name)))
+        found = await asyncio.to_thread(service.assignments, name)
+        return _json(Assignments(index=version, assignments=found))
 
     @r.post("/nodes/{name}/cordon", response_model=Node, tags=["nodes"])
     def cordon(name: str) -> Any:

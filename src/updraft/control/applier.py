@@ -31,7 +31,7 @@ def apply_plan(state: ClusterState, plan: Plan, now: float) -> tuple[Txn, list[T
     usage: dict[str, Usage] = {}
     tokens = iter(state.issue("token", len(plan.placements))) if plan.placements else iter(())
     for p in plan.placements:
-        task, node = state.task(p.task_id), state.node(p.node)
+        task, node = state.pending_task(p.task_id), state.node(p.node)
         if task is None or node is None or task.state != TaskState.PENDING:
             continue
         u = usage.get(node.name) or state.usage.get(node.name, Usage())
@@ -68,7 +68,7 @@ def apply_plan(state: ClusterState, plan: Plan, now: float) -> tuple[Txn, list[T
         txn.put_task(new).event(event)
         placed.append(new)
     for d in plan.deferrals:
-        task = state.task(d.task_id)
+        task = state.pending_task(d.task_id)
         if task is not None and task.state == TaskState.PENDING and task.reason != d.reason:
             code = getattr(d, "code", None)
             txn.put_task(task.model_copy(update={"reason": d.reason, "updated_at": now}))

@@ -41,7 +41,7 @@ class ServiceCore:
         self.listeners: list[EventListener] = []
         self.detector = PhiAccrualDetector(settings.detector, clock, settings.heartbeat_interval)
         self.pinner = make_pinner(settings, clock)
-        self.state = ClusterState()
+        self.state = ClusterState(load=store.get_task)
         self.state.load(store)
         self.writer = Writer(store, self.state, self.notifier, self.listeners)
         self._facts_in_flight: set[str] = set()
@@ -74,14 +74,14 @@ class ServiceCore:
 
     # -- lookups ------------------------------------------------------------------------------------------
     def task(self, task_id: str) -> Task:
-        task = self.state.task(task_id) or self.store.get_task(task_id)
+        task = self.state.pending_task(task_id) or self.store.get_task(task_id)
         if task is None:
             raise NotFound(f"no task {task_id!r}", field="task_id", task_id=task_id)
         return task
 
     def live_task(self, task_id: str) -> Task | None:
-        """The task from memory if it is not finished (no store read: safe on the event loop)."""
-        return self.state.task(task_id)
+        """The task from memory if it is pending (no store read: safe on the event loop)."""
+        return self.state.pending_task(task_id)
 
     def node(self, name: str) -> Node:
         node = self.state.node(name)

@@ -7,7 +7,6 @@ read the in-memory state only, so a pass over thousands of nodes costs no store 
 
 from __future__ import annotations
 
-from updraft.control.core import pinned_to
 from updraft.control.service import ControlService
 from updraft.model import ACTIVE, DriftCause, NodeState
 
@@ -43,8 +42,11 @@ def drift(service: ControlService) -> int:
         if node.state != NodeState.UNREACHABLE:
             continue
         silence = now - node.last_heartbeat
-        for task in service.state.on_node(node.name):
-            if task.state not in ACTIVE or pinned_to(task) == node.name:
+        for live in service.state.on_node(node.name):
+            if live.state not in ACTIVE or live.pinned_to == node.name:
+                continue
+            task = service.store.get_task(live.id)
+            if task is None:
                 continue
             wait = task.spec.reschedule_after
             wait = service.settings.reschedule_after if wait is None else wait

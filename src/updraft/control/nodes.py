@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future
 
-from updraft.control.core import ServiceCore, pinned_to
+from updraft.control.core import ServiceCore
 from updraft.errors import Conflict, UpdraftError
 from updraft.model import ACTIVE, DriftCause, EventKind, Node, NodeMetrics, NodeState
 from updraft.model.api import (
@@ -84,8 +84,8 @@ class NodeCommands(ServiceCore):
             self._write_facts(node, facts)
         stale = []
         for task_id, token in hb.running:
-            task = self.state.task(task_id)
-            if task is None or task.token != token or task.node != name:
+            live = self.state.live(task_id)
+            if live is None or live.token != token or live.node != name:
                 stale.append((task_id, token))
         if wake:
             self.notifier.notify("scheduler")
@@ -131,11 +131,13 @@ class NodeCommands(ServiceCore):
         return len(due)
 
     def assignments(self, name: str) -> list[Assignment]:
+        """The attempts ``name`` should run (reads their specs from the store: not on the event loop)."""
         self.node(name)
+        tasks = [self.store.get_task(live.id) for live in self.state.on_node(name) if live.token is not None]
         return [
             Assignment(task_id=t.id, token=t.token, spec=t.spec, traceparent=t.traceparent)
-            for t in self.state.on_node(name)
-            if t.token is not None and t.state in ACTIVE
+            for t in tasks
+            if t is not None and t.token is not None and t.state in ACTIVE and t.node == name
         ]
 
     def _update_node(self, name: str, kind: EventKind, message: str, **update: object) -> Node:
@@ -159,13 +161,14 @@ class NodeCommands(ServiceCore):
         ``kubectl drain`` and DaemonSet pods, the drain event says how many were left.
         """
         tasks = self.state.on_node(name)
-        stay = [t for t in tasks if pinned_to(t) == name]
+        stay = [t for t in tasks if t.pinned_to == name]
         note = f"; {len(stay)} task(s) pinned to it stay" if stay else ""
         node = self._update_node(
             name, EventKind.NODE_DRAINING, f"node {name} draining{note}", cordoned=True, draining=True
         )
-        for task in tasks:
-            if task not in stay:
+        for live in tasks:
+            task = self.store.get_task(live.id) if live not in stay else None
+            if task is not None:
                 self.requeue(task, DriftCause.DRAINED, "node drained")
         return node
 

@@ -9,30 +9,73 @@ Two things live here and not in the store, on purpose (issue: "heartbeats that a
 a node's latest metrics and heartbeat time. A heartbeat replaces them in memory; the store sees them when the
 node's state or facts change, and at a slow cadence (``flush_due``), not on every beat.
 
-Live tasks are those not yet terminal. Committed usage per node is recomputed from that node's own live tasks
-whenever one of them changes (a few tasks, not the whole cluster), so it is never re-listed per pass. The
-``epoch`` moves on every change that could let a deferred task fit (a node appears or changes, a task leaves
-a node); a task deferred at the current epoch need not be tried again until it moves.
+Live tasks are those not yet terminal. Pending tasks are kept whole (the scheduler reads their specs every
+pass); a task placed on a node is kept as a compact :class:`Live` record — id, node, token, state, revision and
+what it adds to its node's usage — since a full task costs about 10 kB of Python objects and nothing on a hot
+path needs more (the commands that do read it from the store, in worker threads). Committed usage per node is
+the sum of its records' contributions, recomputed when one of them changes (a few tasks, not the whole cluster),
+so it is never re-listed per pass. The ``epoch`` moves on every change that could let a deferred task fit (a
+node appears or changes, a task leaves a node); a task deferred at the current epoch need not be tried again
+until it moves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from updraft.model import Node, NodeMetrics, Task, TaskState
 from updraft.scheduler import Usage
 from updraft.store import Store, Txn
 
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """A task placed on a node, as the hot paths need it (heartbeats, usage, drift, assignments)."""
+
+    id: str
+    node: str | None
+    token: int | None
+    state: TaskState
+    revision: int
+    pinned_to: str | None
+    """its origin when it is not offloadable: the one node it may run on"""
+    contribution: Usage
+
+    @classmethod
+    def of(cls, task: Task) -> Live:
+        pinned = task.spec.origin if not task.spec.offloadable else None
+        usage = Usage().plus(task.spec, started=task.state == TaskState.RUNNING)
+        return cls(task.id, task.node, task.token, task.state, task.revision, pinned, usage)
+
+
+def _total(parts: Iterable[Usage]) -> Usage:
+    """The sum of usages, field by field (counters add, extended resources merge)."""
+    sums: dict[str, object] = {}
+    for part in parts:
+        for f in dataclasses.fields(part):
+            value, have = getattr(part, f.name), sums.get(f.name)
+            if isinstance(value, Mapping):
+                merged = dict(have) if isinstance(have, Mapping) else {}
+                for k, v in value.items():
+                    merged[k] = merged.get(k, 0) + v
+                sums[f.name] = {k: v for k, v in merged.items() if v}
+            else:
+                sums[f.name] = (have or 0) + value
+    return Usage(**sums)  # type: ignore[arg-type]
+
 _NODE_FACTS = ("labels", "tags", "taints", "capacity", "state", "cordoned", "draining", "cpuset")
 
 
 class ClusterState:
-    def __init__(self) -> None:
+    def __init__(self, load: Callable[[str], Task | None] | None = None) -> None:
         self.lock = threading.RLock()
+        self._load = load or (lambda task_id: None)
         self.nodes: dict[str, Node] = {}
-        self.tasks: dict[str, Task] = {}
-        self.by_node: dict[str, dict[str, Task]] = {}
+        self.tasks: dict[str, Live] = {}
+        self.by_node: dict[str, dict[str, Live]] = {}
         self.usage: dict[str, Usage] = {}
         self.epoch = 0
         self.deferred_at: dict[str, tuple[int, float]] = {}
@@ -75,6 +118,7 @@ class ClusterState:
 
     def _put_task(self, task: Task) -> None:
         old = self.tasks.get(task.id)
+        live = Live.of(task)
         if old is not None and old.node:
             on_node = self.by_node.get(old.node, {})
             on_node.pop(task.id, None)
@@ -88,21 +132,18 @@ class ClusterState:
             self.tasks.pop(task.id, None)
             self.deferred_at.pop(task.id, None)
             return
-        self.tasks[task.id] = task
+        self.tasks[task.id] = live
         if task.state == TaskState.PENDING:
             self._pending[task.id] = task
             self._order = None
         else:
             self.deferred_at.pop(task.id, None)
         if task.node:
-            self.by_node.setdefault(task.node, {})[task.id] = task
+            self.by_node.setdefault(task.node, {})[task.id] = live
             self._recount(task.node)
 
     def _recount(self, node: str) -> None:
-        usage = Usage()
-        for t in self.by_node.get(node, {}).values():
-            usage = usage.plus(t.spec, started=t.state == TaskState.RUNNING)
-        self.usage[node] = usage
+        self.usage[node] = _total(t.contribution for t in self.by_node.get(node, {}).values())
 
     # -- liveness, in memory ---------------------------------------------------------------------------
     def heartbeat(self, name: str, metrics: NodeMetrics, at: float) -> Node | None:
@@ -124,10 +165,23 @@ class ClusterState:
     def node(self, name: str) -> Node | None:
         return self.nodes.get(name)
 
-    def task(self, task_id: str) -> Task | None:
+    def live(self, task_id: str) -> Live | None:
+        """The compact record of a task that is not finished (memory only: safe on the event loop)."""
         return self.tasks.get(task_id)
 
-    def on_node(self, name: str) -> list[Task]:
+    def pending_task(self, task_id: str) -> Task | None:
+        """A pending task, whole (memory only)."""
+        return self._pending.get(task_id)
+
+    def task(self, task_id: str) -> Task | None:
+        """A task that is not finished, whole: pending ones from memory, placed ones read from the store (so not
+        on the event loop)."""
+        if task_id not in self.tasks:
+            return None
+        pending = self._pending.get(task_id)
+        return pending if pending is not None else self._load(task_id)
+
+    def on_node(self, name: str) -> list[Live]:
         with self.lock:
             return list(self.by_node.get(name, {}).values())
 
@@ -160,18 +214,15 @@ class ClusterState:
             for task_id in task_ids:
                 self.deferred_at[task_id] = (self.epoch, now)
 
-    # -- the read view metrics and tracing use (same names as the store's) --------------------------------
-    def get_task(self, task_id: str) -> Task | None:
-        return self.tasks.get(task_id)
-
+    # -- the read view metrics use (same names as the store's) --------------------------------------------
     def list_nodes(self) -> list[Node]:
         with self.lock:
             return sorted(self.nodes.values(), key=lambda n: n.name)
 
     def list_tasks(
         self, states: Iterable[TaskState] | None = None, node: str | None = None, limit: int = 1000
-    ) -> list[Task]:
-        """Live tasks only (finished ones are in the store)."""
+    ) -> list[Live]:
+        """Live tasks only, as compact records (finished ones are in the store)."""
         wanted = set(states) if states is not None else None
         with self.lock:
             found = [

@@ -12,7 +12,7 @@ Three sources, none of them in the service layer's code:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -24,7 +24,7 @@ from updraft.observe.metrics import LATENCY_BUCKETS, VERSION, exposition, new_re
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from updraft.model import Event, Node, Task
+    from updraft.model import Event, Node
 
 ACTIVE_STATES = ("pending", "scheduled", "running")
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -34,7 +34,7 @@ SCHEDULING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 
 
 class StoreView(Protocol):
-    def list_tasks(self, states: Iterable[Any] | None = ..., node: str | None = ..., limit: int = ...) -> list[Task]: ...
+    def list_tasks(self, states: Iterable[Any] | None = ..., node: str | None = ..., limit: int = ...) -> Sized: ...
     def list_nodes(self) -> list[Node]: ...
 
 
