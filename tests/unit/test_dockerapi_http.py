@@ -264,16 +264,17 @@ def test_a_failed_start_ends_the_attach_and_the_wait(serve: Callable[..., tuple[
     create = {"Image": "img", "HostConfig": {"AutoRemove": auto_remove}}
     cid = httpx.post(url + "/containers/create", json=create).json()["Id"]
     sock = _attach(url, cid)
+    head = b""
+    while b"\r\n\r\n" not in head:  # upgraded before start, as docker run does
+        head += sock.recv(1)
     condition = "removed" if auto_remove else "next-exit"
-    results: list[dict[str, Any]] = []
-    waiter = threading.Thread(target=lambda: results.append(
-        httpx.post(url + f"/containers/{cid}/wait?condition={condition}", timeout=30).json()))
-    waiter.start()
-    started = httpx.post(url + f"/containers/{cid}/start")
-    assert started.status_code == 503 and "no endpoint answered" in started.json()["message"]
-    assert _read_all(sock).startswith(b"HTTP/1.1 101 UPGRADED")  # then closed, no frames
-    waiter.join(30)
-    assert results == [{"StatusCode": 125, "Error": {"Message": "POST /v1/tasks: no endpoint answered"}}]
+    with httpx.stream("POST", url + f"/containers/{cid}/wait?condition={condition}", timeout=30) as waiting:
+        assert waiting.status_code == 200  # the headers come first: the wait is registered
+        started = httpx.post(url + f"/containers/{cid}/start")
+        assert started.status_code == 503 and "no endpoint answered" in started.json()["message"]
+        assert _read_all(sock) == b""  # the stream ends, no frames
+        result = json.loads(waiting.read())
+    assert result == {"StatusCode": 125, "Error": {"Message": "POST /v1/tasks: no endpoint answered"}}
     inspected = httpx.get(url + f"/containers/{cid}/json")
     if auto_remove:
         assert inspected.status_code == 404

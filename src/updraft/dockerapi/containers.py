@@ -171,7 +171,7 @@ class Engine:
             return self._changed.wait_for(
                 lambda: c.task_id is not None or c.removed or c.failed_starts > seen, timeout)
 
-    def wait(self, ref: str, condition: str = "not-running") -> dict[str, Any]:
+    def wait(self, ref: str, condition: str = "not-running", failed: int | None = None) -> dict[str, Any]:
         """Docker's wait: ``not-running`` (returns at once for a created container), ``next-exit`` (waits for a
         start first), ``removed`` (waits until the container is gone, e.g. after an auto-remove)."""
         from updraft.dockerapi.views import wait_result
@@ -181,7 +181,7 @@ class Engine:
         c = self.find(ref)
         if c.task_id is None and condition in ("", "not-running") and c.started is None:
             return wait_result(c)
-        failed = c.failed_starts
+        failed = c.failed_starts if failed is None else failed
         while not self._await_start(c, POLL, failed):
             pass
         while c.task_id is not None:
@@ -247,9 +247,14 @@ class Engine:
             out.append(c)
         return out[:limit] if limit > 0 else out
 
-    def log_lines(self, c: Container, follow: bool, after: int = 0) -> Iterator[builtins.list[dict[str, Any]]]:
-        """Pages of the task's log lines; with ``follow``, until the task has ended and every line is out."""
-        if c.task_id is None and (not follow or not self._await_start_forever(c)):
+    def log_lines(
+        self, c: Container, follow: bool, after: int = 0, failed: int | None = None
+    ) -> Iterator[builtins.list[dict[str, Any]]]:
+        """Pages of the task's log lines; with ``follow``, until the task has ended and every line is out.
+
+        ``failed``: the container's failed starts when the caller arrived; a start failing after that ends a
+        follow that was waiting for it (default: count from now)."""
+        if c.task_id is None and (not follow or not self._await_start_forever(c, failed)):
             return
         assert c.task_id is not None
         while True:
@@ -260,8 +265,8 @@ class Engine:
             if not page["lines"] and (page["done"] or not follow):
                 return
 
-    def _await_start_forever(self, c: Container) -> bool:
-        failed = c.failed_starts
+    def _await_start_forever(self, c: Container, failed: int | None = None) -> bool:
+        failed = c.failed_starts if failed is None else failed
         while not self._await_start(c, POLL, failed):
             pass
         return c.task_id is not None

@@ -281,10 +281,10 @@ class DockerApi:
         h.send_empty(204 if self.engine.start(ref) else 304)
 
     def wait(self, h: _Handler, req: Request, ref: str) -> None:
-        self.engine.find(ref)  # a 404 before the 200 headers
+        failed = self.engine.find(ref).failed_starts  # a 404 before the 200 headers; a start failing from now on
         h.begin_chunked("application/json")  # as Docker: the headers now, the result when it comes
         try:
-            result = self.engine.wait(ref, req.query.get("condition", ""))
+            result = self.engine.wait(ref, req.query.get("condition", ""), failed)
         except UpdraftError as exc:
             result = {"StatusCode": views.EXIT_DAEMON_ERROR, "Error": {"Message": exc.message}}
         h.chunk((json.dumps(result) + "\n").encode())
@@ -296,10 +296,11 @@ class DockerApi:
         c = self.engine.find(ref)
         streams = frozenset(s for s in ("stdout", "stderr") if req.flag(s))
         after = 0 if req.flag("logs") else self.engine.log_end(c)
+        failed = c.failed_starts  # a start failing after the upgrade ends this stream
         h.hijack(MULTIPLEXED if req.version >= (1, 42) else RAW)  # framed either way: there is never a terminal
         if not req.flag("stream") and not req.flag("logs"):
             return
-        for lines in self.engine.log_lines(c, follow=req.flag("stream"), after=after):
+        for lines in self.engine.log_lines(c, follow=req.flag("stream"), after=after, failed=failed):
             h.wfile.write(encode_lines(lines, streams, timestamps=False))
             h.wfile.flush()
         with contextlib.suppress(OSError):
