@@ -168,7 +168,7 @@ def test_a_failing_liveness_probe_restarts_the_container_in_place() -> None:
     assert [p.entry.body["ready"] for p in of(persisted, ev.Persist)] == [True]
     h.send(ev.ProbeChecked(key, 0, "liveness", False, "exit code 1"))
     assert not of(h.tick(0.5), ev.RunProbe)  # the next check waits its period
-    [again] = [p for p in of(h.tick(0.5), ev.RunProbe) if p.probe == "liveness"]
+    assert [p.probe for p in of(h.tick(0.5), ev.RunProbe)] == ["liveness", "readiness"]
     out = h.send(ev.ProbeChecked(key, 0, "liveness", False, "exit code 1"))
     assert of(out, ev.Restart) == [ev.Restart(key, "c1", "liveness probe failed 2 times: exit code 1")]
     body = of(out, ev.Persist)[0].entry.body
@@ -333,3 +333,12 @@ def test_a_restarted_agent_keeps_the_gpus_its_containers_hold() -> None:
     h.assign(assignment("a", **gpu), assignment("b", **gpu))
     [create] = of(h.send(ev.ImagePulled(("b", 1), "i", None)), ev.Create)
     assert create.request.device_requests[0]["DeviceIDs"] == ["1"]
+
+
+def test_a_node_the_server_forgot_registers_again() -> None:
+    h = Harness()
+    h.boot()
+    h.tick(1.0)
+    assert of(h.send(ev.HeartbeatFailed(transport=False, unknown=True)), ev.Register)
+    h.send(ev.RegisterAnswered(ok=True))
+    assert of(h.send(ev.HeartbeatAnswered(h.clock.monotonic(), known=False)), ev.Register)

@@ -83,6 +83,7 @@ class HeartbeatAnswered:
 @dataclass(frozen=True, slots=True)
 class HeartbeatFailed:
     transport: bool  # no answer (the link), else refused
+    unknown: bool = False  # the server does not know this node (404): register again
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,8 +72,10 @@ class Link:
             self.registered = False
         return back
 
-    def heartbeat_failed(self) -> None:
+    def heartbeat_failed(self, unknown: bool = False) -> None:
         self._in_flight.discard("heartbeat")
+        if unknown:
+            self.registered = False
         self._at["heartbeat"] = self._heartbeat_sent + self.interval
 
     def polled(self, index: int) -> None:

@@ -318,7 +318,7 @@ class Agent:
             return
         except UpdraftError as exc:
             log.warning("heartbeat refused: %s", exc)
-            self.post(ev.HeartbeatFailed(transport=False))
+            self.post(ev.HeartbeatFailed(transport=False, unknown=isinstance(exc, NotFound)))
             return
         self.metrics.heartbeat(self.clock.monotonic() - sent)
         self.post(ev.HeartbeatAnswered(sent, tuple((t, k) for t, k in reply.stale), reply.known))

@@ -129,7 +129,7 @@ class AgentState:
                 for key in e.stale:
                     self.fence(key, "the control plane replaced this attempt")
             case ev.HeartbeatFailed():
-                self.link.heartbeat_failed()
+                self.link.heartbeat_failed(e.unknown)
             case ev.AssignmentsReceived():
                 self.link.polled(e.index)
                 self._reconcile(e.assignments)
