@@ -63,8 +63,9 @@ from updraft.predict._stats import AnomalyLikelihood, log_score
 class DetectorConfig:
     """Parameters of :class:`AnomalyDetector`. Defaults are the ones evaluated in ``bench/nab_eval.py``.
 
-    ``quiet``, ``avg`` and ``use_level`` were chosen by leave-one-category-out on NAB; the others were chosen
-    earlier for the whole corpus (never per file). ``docs/predict.md`` shows how their neighbours score.
+    ``quiet``, ``scale_alpha`` and ``season_alpha`` are chosen by leave-one-category-out on NAB
+    (``bench/nab_eval.py``), and ``use_level`` was in an earlier grid; the others were chosen earlier for the
+    whole corpus (never per file). ``docs/predict.md`` shows how their neighbours score.
     """
 
     #: Learning period in samples: until then the likelihoods have no opinion (score ~0.03) and range
@@ -77,7 +78,7 @@ class DetectorConfig:
     #: Samples between re-estimates of the long-term distribution.
     reestimate: int = 100
     #: EWMA weight per sample of the typical absolute error (scale of every raw signal).
-    scale_alpha: float = 0.01
+    scale_alpha: float = 0.005
     #: A raw signal of ``z`` typical errors scores ``1 - exp(-(z / z_scale)^2 / 2)``.
     z_scale: float = 3.0
     #: Fast and slow EWMA weights per sample of the level signal.
@@ -86,7 +87,7 @@ class DetectorConfig:
     #: Daily profile: period (s), number of bins, and EWMA weight per visit of a bin.
     season_s: float = 86400.0
     season_bins: int = 288
-    season_alpha: float = 0.3
+    season_alpha: float = 0.1
     #: Tail probability that counts as "red" (score 0.5, the alarm level), and the "yellow" level (score 0.4)
     #: a red sample right after a red sample (the same surprise) is damped to.
     red_tail: float = 1e-5
@@ -99,8 +100,8 @@ class DetectorConfig:
     range_startup: int = 20
     #: One likelihood alarm per episode: for this many samples after an alarm (a score at or above 0.5, or a
     #: range break), likelihood scores at or above 0.5 are mapped into [0.45, 0.495]; range breaks still
-    #: score 1. 0 switches it off. Chosen by leave-one-category-out on NAB (candidates 0, 200, 400, 800).
-    quiet: int = 400
+    #: score 1. 0 switches it off. Chosen by leave-one-category-out on NAB (candidates 0, 100, 200, 400).
+    quiet: int = 100
     #: Switches for the individual signals. The level signal is off: leave-one-category-out chose it so.
     use_range: bool = True
     use_season: bool = True
