@@ -142,6 +142,7 @@ def test_a_deferred_pin_that_turns_out_impossible_fails_the_task(service: Contro
 def test_heartbeat_records_bandwidth(service: ControlService) -> None:
     service.register("n1", registration())
     service.heartbeat("n1", heartbeat().model_copy(update={"bandwidth": 5e6, "images": [DIGEST]}))
+    service.writer.flush()  # new facts are written without making the heartbeat wait
     n = service.node("n1")
     assert n.bandwidth == 5e6 and n.images == [DIGEST]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 from updraft.clock import Clock
 from updraft.control.detector import PhiAccrualDetector
@@ -13,6 +14,7 @@ from updraft.control.state import ClusterState
 from updraft.control.writer import EventListener, Writer
 from updraft.errors import Conflict, NotFound
 from updraft.model import ACTIVE, DriftCause, Event, EventKind, Node, Task, TaskState
+from updraft.scheduler import NodeIndex
 from updraft.settings import ServerSettings
 from updraft.store import Store, Txn
 
@@ -45,6 +47,8 @@ class ServiceCore:
         self.state.load(store)
         self.writer = Writer(store, self.state, self.notifier, self.listeners)
         self._facts_in_flight: set[str] = set()
+        self.index = NodeIndex()
+        self._pass = threading.Lock()
 
     def close(self) -> None:
         self.writer.close()

@@ -29,7 +29,7 @@ from updraft.control.state import ClusterState
 from updraft.control.writer import topics_of
 from updraft.model import TaskState
 from updraft.store import EtcdStore, Txn
-from updraft.store.etcd import prefix_end
+from updraft.store.etcd import b64, prefix_end
 
 log = logging.getLogger("updraft.follow")
 
@@ -116,7 +116,7 @@ class Follower:
         client = self.store.net.client
         prefix = self.store.prefix
         body: dict[str, Any] = {"create_request": {
-            "key": _b64(prefix), "range_end": _b64(prefix_end(prefix)), "start_revision": self.revision + 1,
+            "key": b64(prefix), "range_end": b64(prefix_end(prefix)), "start_revision": self.revision + 1,
         }}
         with client.session.post(client.get_url("/watch"), json=body, stream=True,
                                  timeout=(2.0, WATCH_READ_TIMEOUT)) as response:
@@ -190,6 +190,3 @@ class Follower:
             if node is not None and (known is None or known.revision < rev):
                 txn.nodes.append((node, 0))
 
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()

@@ -26,10 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from etcd3gw.utils import _encode
-
 from updraft.errors import UpdraftError
-from updraft.store.etcd import EtcdStore
+from updraft.store.etcd import EtcdStore, b64
 
 log = logging.getLogger("updraft.leader")
 
@@ -134,7 +132,7 @@ class Election:
         self.lease = int(result["ID"])
         self.last_ok = self.clock()
         member = json.dumps({"id": self.id, "url": self.url, "since": time.time()})
-        self.store.post("/kv/put", {"key": _encode(self.store.key("members", self.id)), "value": _encode(member),
+        self.store.post("/kv/put", {"key": b64(self.store.key("members", self.id)), "value": b64(member),
                                     "lease": self.lease})
 
     def _keepalive(self) -> None:
@@ -152,11 +150,11 @@ class Election:
         self._new_lease()
 
     def _campaign(self) -> None:
-        key = _encode(self.store.key("leader"))
+        key = b64(self.store.key("leader"))
         value = json.dumps({"id": self.id, "url": self.url})
         result = self.store.txn(
             [{"key": key, "result": "EQUAL", "target": "CREATE", "create_revision": 0}],
-            [{"request_put": {"key": key, "value": _encode(value), "lease": self.lease}}],
+            [{"request_put": {"key": key, "value": b64(value), "lease": self.lease}}],
             [{"request_range": {"key": key}}],
         )
         if result.get("succeeded", False):

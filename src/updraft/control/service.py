@@ -10,13 +10,16 @@ listeners and wakes the long-polls. The commands are split by concern: tasks and
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import uuid
+from collections.abc import Iterator
 
 from updraft.control.applier import apply_plan
 from updraft.control.nodes import NodeCommands
 from updraft.control.pinning import at_submit
 from updraft.control.reports import ReportCommands
+from updraft.control.state import Queued
 from updraft.control.writer import EventListener
 from updraft.errors import Busy, Conflict, ValidationError
 from updraft.model import EventKind, Task, TaskSpec, TaskState
@@ -102,41 +105,50 @@ class ControlService(NodeCommands, ReportCommands):
         return new
 
     # -- scheduling ---------------------------------------------------------------------------------
-    def eligible(self, now: float) -> list[Task]:
-        """The next batch of pending tasks, in queue order, skipping those that cannot be placed yet.
+    def _candidates(self, now: float) -> Iterator[Queued]:
+        """Pending tasks in queue order that a pass may take now.
 
         A task deferred at the current epoch is skipped (nothing changed that could make it fit) unless its
         deferral is older than ten scheduler intervals, so every pending task is decided again in turn, however
         many there are, and the oldest first.
         """
-        batch, out = self.settings.scheduler_batch, []
         recheck = 10 * self.settings.scheduler_interval
         epoch, deferred = self.state.epoch, self.state.deferred_at
-        for task in self.state.pending():
-            if task.not_before > now or task.awaiting_pin:
+        for queued in self.state.queue():
+            if queued.not_before > now or queued.awaiting_pin:
                 continue
-            mark = deferred.get(task.id)
+            mark = deferred.get(queued.id)
             if mark is not None and mark[0] == epoch and now - mark[1] < recheck:
                 continue
-            out.append(task)
-            if len(out) >= batch:
-                break
-        return out
+            yield queued
+
+    def eligible(self, now: float) -> list[Task]:
+        """The next batch (``scheduler_batch``) of pending tasks a pass decides, parsed."""
+        return [q.task() for q in itertools.islice(self._candidates(now), self.settings.scheduler_batch)]
 
     def snapshot(self, pending: list[Task] | None = None) -> Snapshot:
+        """What a pass decides on. The scheduler's node index is brought in line with the state here (only the
+        nodes and usages that changed since the last pass are rewritten), so a pass over 15,000 nodes does not
+        rebuild it."""
         now = self.clock.now()
         with self.state.lock:
-            nodes, usage = dict(self.state.nodes), dict(self.state.usage)
+            self.index.refresh(self.state.nodes, self.state.usage)
         return Snapshot(
-            nodes=nodes,
+            nodes={},
             pending=self.eligible(now) if pending is None else pending,
-            usage=usage,
+            usage={},
             forecasts=dict(self.forecaster.forecasts),
             transients=dict(self.forecaster.transients),
+            index=self.index,
         )
 
     def schedule_once(self) -> Plan:
-        """One pass: decide a batch, re-check it against the current state, commit what holds."""
+        """One pass: decide a batch, re-check it against the current state, commit what holds. One pass at a
+        time (the node index belongs to the pass)."""
+        with self._pass:
+            return self._schedule_once()
+
+    def _schedule_once(self) -> Plan:
         snap = self.snapshot()
         if not snap.pending:
             return Plan()
@@ -155,5 +167,4 @@ class ControlService(NodeCommands, ReportCommands):
         return plan
 
     def more_to_schedule(self) -> bool:
-        return bool(self.eligible(self.clock.now()))
-
+        return next(self._candidates(self.clock.now()), None) is not None

@@ -9,8 +9,9 @@ Two things live here and not in the store, on purpose (issue: "heartbeats that a
 a node's latest metrics and heartbeat time. A heartbeat replaces them in memory; the store sees them when the
 node's state or facts change, and at a slow cadence (``flush_due``), not on every beat.
 
-Live tasks are those not yet terminal. Pending tasks are kept whole (the scheduler reads their specs every
-pass); a task placed on a node is kept as a compact :class:`Live` record — id, node, token, state, revision and
+Live tasks are those not yet terminal. A pending task is kept as a :class:`Queued` record: its place in the queue
+and its JSON, parsed again only when a scheduling pass takes it (a batch at a time); a task placed on a node is
+kept as a compact :class:`Live` record — id, node, token, state, revision and
 what it adds to its node's usage — since a full task costs about 10 kB of Python objects and nothing on a hot
 path needs more (the commands that do read it from the store, in worker threads). Committed usage per node is
 the sum of its records' contributions, recomputed when one of them changes (a few tasks, not the whole cluster),
@@ -51,6 +52,26 @@ class Live:
         return cls(task.id, task.node, task.token, task.state, task.revision, pinned, usage)
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A pending task: its place in the queue, what decides whether a pass may take it, and its JSON."""
+
+    key: tuple[int, int]
+    """(-priority, submitted_seq): queue order"""
+    id: str
+    not_before: float
+    awaiting_pin: bool
+    data: bytes
+
+    @classmethod
+    def of(cls, task: Task) -> Queued:
+        key = (-task.spec.priority, task.submitted_seq)
+        return cls(key, task.id, task.not_before, task.awaiting_pin, task.model_dump_json().encode())
+
+    def task(self) -> Task:
+        return Task.model_validate_json(self.data)
+
+
 def _total(parts: Iterable[Usage]) -> Usage:
     """The sum of usages, field by field (counters add, extended resources merge)."""
     sums: dict[str, object] = {}
@@ -83,8 +104,8 @@ class ClusterState:
         self.flushed: dict[str, float] = {}
         """node → last_heartbeat as last written to the store."""
         self.counters = {"token": 0, "seq": 0}
-        self._pending: dict[str, Task] = {}
-        self._order: list[Task] | None = None
+        self._pending: dict[str, Queued] = {}
+        self._order: list[Queued] | None = None
 
     # -- loading and applying commits ----------------------------------------------------------------
     def load(self, store: Store) -> None:
@@ -134,7 +155,7 @@ class ClusterState:
             return
         self.tasks[task.id] = live
         if task.state == TaskState.PENDING:
-            self._pending[task.id] = task
+            self._pending[task.id] = Queued.of(task)
             self._order = None
         else:
             self.deferred_at.pop(task.id, None)
@@ -170,27 +191,32 @@ class ClusterState:
         return self.tasks.get(task_id)
 
     def pending_task(self, task_id: str) -> Task | None:
-        """A pending task, whole (memory only)."""
-        return self._pending.get(task_id)
+        """A pending task, whole (memory only: parsed from its record)."""
+        queued = self._pending.get(task_id)
+        return queued.task() if queued is not None else None
 
     def task(self, task_id: str) -> Task | None:
         """A task that is not finished, whole: pending ones from memory, placed ones read from the store (so not
         on the event loop)."""
         if task_id not in self.tasks:
             return None
-        pending = self._pending.get(task_id)
+        pending = self.pending_task(task_id)
         return pending if pending is not None else self._load(task_id)
 
     def on_node(self, name: str) -> list[Live]:
         with self.lock:
             return list(self.by_node.get(name, {}).values())
 
-    def pending(self) -> list[Task]:
-        """Every pending task in queue order: higher priority first, FIFO within a priority."""
+    def queue(self) -> list[Queued]:
+        """Every pending task's record in queue order: higher priority first, FIFO within a priority."""
         with self.lock:
             if self._order is None:
-                self._order = sorted(self._pending.values(), key=lambda t: (-t.spec.priority, t.submitted_seq))
+                self._order = sorted(self._pending.values(), key=lambda q: q.key)
             return self._order
+
+    def pending(self) -> list[Task]:
+        """Every pending task, whole, in queue order (parses them all: for start-up and tests, not per pass)."""
+        return [q.task() for q in self.queue()]
 
     def pending_count(self) -> int:
         return len(self._pending)
