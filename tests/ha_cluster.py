@@ -145,7 +145,20 @@ class HaCluster(Cluster):
         return None
 
     def wait_leader(self, exclude: tuple[int, ...] = (), timeout: float = 30) -> int:
-        return wait_for(lambda: self.leader(exclude), timeout, interval=0.02, what="a leader")  # type: ignore[no-any-return]
+        def found() -> list[int]:
+            i = self.leader(exclude)
+            return [] if i is None else [i]  # a list, so that server 0 counts as found
+
+        return wait_for(found, timeout, interval=0.02, what="a leader")[0]
+
+    def start_nginx(self) -> str:
+        """nginx in front of the servers (``scripts/nginx.sh``: the first weight 2, the last a backup)."""
+        self.nginx_port = free_port()
+        env = {**os.environ, "UPDRAFT_NGINX_DIR": str(self.dir / "nginx")}
+        subprocess.run(["bash", str(ROOT / "scripts/nginx.sh"), "start", str(self.nginx_port), *self.urls],
+                       env=env, check=True, capture_output=True)
+        self.nginx_url = f"http://127.0.0.1:{self.nginx_port}"
+        return self.nginx_url
 
     def live_urls(self) -> str:
         return ",".join(self.urls)
@@ -161,6 +174,10 @@ class HaCluster(Cluster):
         proc.signal(signal.SIGCONT)
 
     def close(self) -> None:
+        if getattr(self, "nginx_port", None):
+            env = {**os.environ, "UPDRAFT_NGINX_DIR": str(self.dir / "nginx")}
+            subprocess.run(["bash", str(ROOT / "scripts/nginx.sh"), "stop", str(self.nginx_port)], env=env,
+                           capture_output=True)
         for proc in self.agents.values():
             proc.stop()
         for s in self.servers:

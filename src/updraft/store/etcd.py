@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 import pydantic
 from etcd3gw import exceptions as etcd_errors
 from etcd3gw.client import Etcd3Client
-from etcd3gw.utils import _decode, _encode, _increment_last_byte
+from etcd3gw.utils import _decode, _increment_last_byte
 
 from updraft.errors import Conflict, Unavailable, UpdraftError
 from updraft.model import Event, Node, Task, TaskState
@@ -59,6 +59,13 @@ R = TypeVar("R")
 
 LOG_SEQ = 10_000
 EVENT_SEQ = 100_000
+
+
+def b64(text: str | bytes) -> str:
+    """Base64 of the UTF-8 bytes (etcd3gw's own helper encodes text as Latin-1, which fails on e.g. "φ")."""
+    import base64
+
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
 
 
 def counter_bytes(value: int) -> str:
@@ -148,9 +155,9 @@ class EtcdStore:
 
     def range(self, key: str, *, prefix: bool = False, **options: Any) -> tuple[list[dict[str, Any]], int]:
         """(kvs with values decoded, header revision)."""
-        body: dict[str, Any] = {"key": _encode(key), **options}
+        body: dict[str, Any] = {"key": b64(key), **options}
         if prefix:
-            body["range_end"] = _encode(prefix_end(key))
+            body["range_end"] = b64(prefix_end(key))
         result = self.post("/kv/range", body)
         kvs = result.get("kvs", [])
         for kv in kvs:
@@ -218,8 +225,8 @@ class EtcdStore:
 
         def guard(key: str, cmp: dict[str, Any], check: Callable[[dict[str, Any] | None], UpdraftError | None],
                   keys_only: bool = True) -> None:
-            compare.append({"key": _encode(key), **cmp})
-            failure.append({"request_range": {"key": _encode(key), "keys_only": keys_only}})
+            compare.append({"key": b64(key), **cmp})
+            failure.append({"request_range": {"key": b64(key), "keys_only": keys_only}})
             checks.append((key, check))
 
         if term is not None:
@@ -228,10 +235,10 @@ class EtcdStore:
         for name, floor in txn.counters.items():
             if name not in COUNTERS:
                 raise ValueError(f"unknown counter {name!r}")
-            key, value = self.key("counters", name), _encode(counter_bytes(floor))
-            less = {"key": _encode(key), "result": "LESS", "target": "VALUE", "value": value}
-            absent = {"key": _encode(key), "result": "EQUAL", "target": "CREATE", "create_revision": 0}
-            put = {"request_put": {"key": _encode(key), "value": value}}
+            key, value = self.key("counters", name), b64(counter_bytes(floor))
+            less = {"key": b64(key), "result": "LESS", "target": "VALUE", "value": value}
+            absent = {"key": b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": 0}
+            put = {"request_put": {"key": b64(key), "value": value}}
             if name == "token":  # strictly increasing, or the whole txn is refused (see the module docstring)
                 success.append(put)
                 guard(key, {"result": "LESS", "target": "VALUE", "value": value},
@@ -245,24 +252,24 @@ class EtcdStore:
             key = self.key("idem", ikey)
             guard(key, {"result": "EQUAL", "target": "CREATE", "create_revision": 0},
                   partial(_key_free, ikey), keys_only=False)
-            success.append({"request_put": {"key": _encode(key),
-                                            "value": _encode(json.dumps({"task_id": task_id, "fingerprint": fingerprint}))}})
+            success.append({"request_put": {"key": b64(key),
+                                            "value": b64(json.dumps({"task_id": task_id, "fingerprint": fingerprint}))}})
         written: list[str] = []
         for task, expect in txn.tasks:
             key = self.key("tasks", task.id)
             guard(key, _revision_is(expect), partial(_moved, expect, f"task {task.id}", {"task_id": task.id}))
-            success.append({"request_put": {"key": _encode(key), "value": _encode(task.model_dump_json())}})
+            success.append({"request_put": {"key": b64(key), "value": b64(task.model_dump_json())}})
             written.append(key)
         for node, expect in txn.nodes:
             key = self.key("nodes", node.name)
             guard(key, _revision_is(expect), partial(_moved, expect, f"node {node.name}", {"node": node.name}))
-            success.append({"request_put": {"key": _encode(key), "value": _encode(node.model_dump_json())}})
+            success.append({"request_put": {"key": b64(key), "value": b64(node.model_dump_json())}})
             written.append(key)
         if txn.events:
             lease, batch = self._history_lease(), uuid.uuid4().hex[:12]
             for i, event in enumerate(txn.events):
                 key = self.key("events", event.task_id or "-", f"{batch}.{i:05d}")
-                success.append({"request_put": {"key": _encode(key), "value": _encode(event.model_dump_json()),
+                success.append({"request_put": {"key": b64(key), "value": b64(event.model_dump_json()),
                                                 "lease": lease}})
         if not success:
             return self.revision()
@@ -292,9 +299,9 @@ class EtcdStore:
         raise Conflict("the store moved since this transaction's reads", store="etcd")
 
     def _seed_counter(self, name: str) -> None:
-        key = _encode(self.key("counters", name))
+        key = b64(self.key("counters", name))
         absent = {"key": key, "result": "EQUAL", "target": "CREATE", "create_revision": 0}
-        self.txn([absent], [{"request_put": {"key": key, "value": _encode(counter_bytes(0))}}])
+        self.txn([absent], [{"request_put": {"key": key, "value": b64(counter_bytes(0))}}])
 
     def append_logs(self, task_id: str, token: int, entries: list[tuple[str, float, str]]) -> int:
         if not entries:
@@ -302,7 +309,7 @@ class EtcdStore:
         value = json.dumps({"token": token, "lines": entries})
         key = self.key("logs", task_id, uuid.uuid4().hex)
         lease = self._history_lease()
-        self.net.call(lambda c: c.post(c.get_url("/kv/put"), json={"key": _encode(key), "value": _encode(value),
+        self.net.call(lambda c: c.post(c.get_url("/kv/put"), json={"key": b64(key), "value": b64(value),
                                                                    "lease": lease}), retry=False)
         return len(entries)
 
