@@ -18,6 +18,7 @@ Pure decisions are in :func:`keepalive_verdict`; the class is the thin I/O aroun
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -40,13 +41,12 @@ class LeaderInfo:
 
 
 def keepalive_verdict(ttl_left: int | None, since_ok: float, ttl: float) -> str:
-    """What a leader does after a keepalive: ``keep`` leading, or step down because the lease is ``gone``
-    (etcd said so: TTL ≤ 0) or ``unknown`` (no keepalive succeeded for a whole TTL: it may have expired)."""
-    if ttl_left is not None and ttl_left <= 0:
-        return "gone"
-    if since_ok >= ttl:
-        return "unknown"
-    return "keep"
+    """What a leader does after a keepalive (``ttl_left``: etcd's answer, None: no answer): ``keep`` leading, or
+    step down because the lease is ``gone`` (etcd said so: TTL ≤ 0) or ``unknown`` (no keepalive succeeded for a
+    whole TTL: it may have expired and another server may lead)."""
+    if ttl_left is not None:
+        return "keep" if ttl_left > 0 else "gone"
+    return "unknown" if since_ok >= ttl else "keep"
 
 
 class Election:
@@ -140,13 +140,15 @@ class Election:
         result = self.store.post("/lease/keepalive", {"ID": self.lease})
         left = int(result.get("result", {}).get("TTL", 0))
         verdict = keepalive_verdict(left, self.clock() - self.last_ok, self.ttl)
+        if verdict == "keep" and self.leading and self.clock() - self.last_ok >= self.ttl:
+            verdict = "unknown"  # alive now, but silent for a whole TTL: step down (the check below) all the same
         if verdict == "keep":
             self.last_ok = self.clock()
             return
         log.warning("lease %x is gone (%s)", self.lease, verdict)
-        self.lease = None
         if self.leading:
-            self._step_down("the lease expired")
+            self._step_down(f"the lease is {verdict}")  # revokes it
+        self.lease = None
         self._new_lease()
 
     def _campaign(self) -> None:
@@ -171,11 +173,18 @@ class Election:
             self.leader = _parse(_decode(kvs[0]["value"]).decode(), int(kvs[0]["create_revision"]))
 
     def _step_down(self, why: str) -> None:
+        """Stop leading, and let the lease go: were it kept alive, the leader key on it would outlive this
+        term and nobody (this server included) could lead."""
         log.warning("no longer leading (term %d): %s", self.term, why)
         self.leading = False
         if self.leader is not None and self.leader.id == self.id:
             self.leader = None
         self._notify(False, self.term)
+        lease, self.lease = self.lease, None
+        if lease is not None and not self._stop.is_set():
+            # unreachable: it expires by itself, since nothing keeps it alive any more
+            with contextlib.suppress(UpdraftError):
+                self.store.post("/kv/lease/revoke", {"ID": lease}, retry=False)
 
     def _notify(self, leading: bool, term: int) -> None:
         try:
