@@ -15,17 +15,21 @@ The server mounts it with one call, ``mount(app, service)``; the roles are the A
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
-from updraft.control.service import ControlService
 from updraft.ui.auth import LoginRequired
 from updraft.ui.core import HERE, Ui
 from updraft.ui.live import build_live_router
 from updraft.ui.routes import build_ui_router
+
+if TYPE_CHECKING:
+    from updraft.control.service import ControlService
 
 __all__ = ["Ui", "mount"]
 
@@ -33,6 +37,7 @@ __all__ = ["Ui", "mount"]
 def mount(app: FastAPI, service: ControlService) -> Ui:
     """Serve the dashboard under ``/ui`` and record what its pages show from the commit path."""
     ui = Ui(service)
+    ui.flows.note(service.state.pending())
     service.listeners += [ui.events, ui.flows]
     app.include_router(build_ui_router(ui))
     app.include_router(build_live_router(ui))

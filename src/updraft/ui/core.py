@@ -11,18 +11,20 @@ import secrets
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from updraft.control.service import ControlService
 from updraft.errors import Unauthorized
 from updraft.security.tokens import Action
 from updraft.ui.auth import COOKIE, GuardLike, LoginRequired, Sessions, SharedTokenGuard, Viewer, set_cookie
 from updraft.ui.recorders import EventRing, FlowRecorder
-from updraft.ui.views import FleetRow, fleet_rows
+from updraft.ui.views import FleetRow, age_text, fleet_rows
+
+if TYPE_CHECKING:
+    from updraft.control.service import ControlService
 
 HERE = Path(__file__).parent
 FLEET_VIEWS = 64
@@ -55,7 +57,7 @@ class Ui:
         self.notifier = service.notifier
         self.sessions = Sessions(service.clock.now)
         self.fallback = SharedTokenGuard(service.settings.token)
-        self.flows = FlowRecorder(self._origin_of)
+        self.flows = FlowRecorder(service.state.pending_task)
         self.events = EventRing()
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
@@ -64,12 +66,9 @@ class Ui:
             lstrip_blocks=True,
         )
         self.env.filters["clock"] = lambda at: time.strftime("%H:%M:%S", time.localtime(at)) if at else "-"
+        self.env.globals["age"] = age_text
         self.env.filters["stamp"] = lambda at: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "-"
         self._fleet_views: OrderedDict[str, dict[str, FleetRow]] = OrderedDict()
-
-    def _origin_of(self, task_id: str) -> str | None:
-        task = self.state.task(task_id)
-        return task.spec.origin if task is not None else None
 
     def now(self) -> float:
         return self.service.clock.now()
@@ -119,7 +118,7 @@ class Ui:
     def fleet(self) -> list[FleetRow]:
         with self.state.lock:
             nodes = list(self.state.nodes.values())
-            by_node = {name: list(tasks.values()) for name, tasks in self.state.by_node.items()}
+            by_node = {name: list(tasks) for name, tasks in self.state.by_node.items()}
         return fleet_rows(
             nodes, lambda name: by_node.get(name, []), self.service.policy, self.service.detector.delay_slack
         )

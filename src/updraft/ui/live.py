@@ -87,9 +87,10 @@ def build_live_router(ui: Ui) -> APIRouter:
                 rows = ui.fleet()
                 changed, gone = fleet_changes(shown, rows)
                 if changed or gone:
+                    now = ui.now()
                     yield sse("rows", {
-                        "now": ui.now(),
-                        "rows": {r.dom_id: str(row_html(r, may_act)) for r in changed},
+                        "now": now,
+                        "rows": {r.dom_id: str(row_html(r, may_act, now)) for r in changed},
                         "gone": ["node-" + n for n in gone],
                         "summary": str(summary_html(fleet_summary(rows))),
                     })

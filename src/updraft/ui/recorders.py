@@ -4,46 +4,69 @@
 :class:`FlowRecorder` keeps where work went for the Flows page.
 
 Every placement and deferral is an event with a reason code (DESIGN.md, decision 8); what an event does not
-carry is the task's origin, and reading each task back from the store to find it would be one store read per
-decision. The writer calls its listeners right after it records a commit in ``ClusterState``, where the task
-is still live, so the origin is read from memory there. Records older than the window are dropped; the page
-never reads the store. History starts when the server does (a restart forgets the picture, not the events).
+carry is the task's origin, and the control plane keeps a placed task in memory only as a compact record
+without its spec. So the recorder notes a task's origin while the task is pending (its first event, the
+submit, finds it whole in ``ClusterState``), keeps it until the task finishes, and reads it back when the
+placement is committed: no store read on the writer's thread. Records older than the window are dropped; the
+page never reads the store. History starts when the server does (a restart forgets the picture, not the
+events; tasks still pending then are noted from memory at start).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from updraft.model import Event
+from updraft.model import Event, EventKind, Task
 from updraft.ui.views import Flow, flow_of
 
 WINDOW_SECONDS = 15 * 60.0
 MAX_FLOWS = 200_000
+FINISHED = frozenset({EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELLED})
 
 
 class FlowRecorder:
-    """An ``EventListener``: ``service.listeners.append(recorder)``. Thread-safe (the writer thread appends)."""
+    """An ``EventListener``: ``service.listeners.append(recorder)``. Thread-safe (the writer thread appends).
+
+    ``pending(task_id)`` is ``ClusterState.pending_task``: the whole task while it is pending, from memory.
+    """
 
     def __init__(
         self,
-        origin_of: Callable[[str], str | None],
+        pending: Callable[[str], Task | None],
         window: float = WINDOW_SECONDS,
         limit: int = MAX_FLOWS,
     ) -> None:
-        self.origin_of, self.window = origin_of, window
+        self.pending, self.window, self.limit = pending, window, limit
         self._flows: deque[Flow] = deque(maxlen=limit)
+        self._origins: OrderedDict[str, str | None] = OrderedDict()
         self._lock = threading.Lock()
 
+    def note(self, tasks: Iterable[Task]) -> None:
+        """Remember the origins of tasks already pending (at start)."""
+        with self._lock:
+            for task in tasks:
+                self._origins[task.id] = task.spec.origin
+
     def __call__(self, event: Event) -> None:
-        if event.task_id is None:
-            return
-        flow = flow_of(event, self.origin_of(event.task_id))
-        if flow is None:
+        task_id = event.task_id
+        if task_id is None:
             return
         with self._lock:
+            if task_id not in self._origins:
+                task = self.pending(task_id)
+                if task is not None:
+                    self._origins[task_id] = task.spec.origin
+                    while len(self._origins) > self.limit:
+                        self._origins.popitem(last=False)
+            origin = self._origins.get(task_id)
+            if event.kind in FINISHED:
+                self._origins.pop(task_id, None)
+            flow = flow_of(event, origin)
+            if flow is None:
+                return
             self._flows.append(flow)
             cutoff = flow.at - self.window
             while self._flows and self._flows[0].at < cutoff:

@@ -107,7 +107,7 @@ def build_ui_router(ui: Ui) -> APIRouter:
         summary = summarize_flows(ui.flows.since(since), since)
         return ui.page(
             request, viewer, "flows.html", summary=summary, picture=flow_picture(summary), minutes=minutes,
-            windows=FLOW_WINDOWS, page="flows",
+            windows=FLOW_WINDOWS, page="flows", htmx=True,
         )
 
     @r.get("/events")
@@ -134,7 +134,7 @@ def build_ui_router(ui: Ui) -> APIRouter:
         return ui.page(
             request, viewer, "tasks.html", tasks=shown, filter=filt, states=list(TaskState),
             nodes=sorted(ui.state.nodes), scanned=len(found), limit=TASKS_SHOWN, page="tasks",
-            may_cancel=viewer.may(Action.CANCEL),
+            may_cancel=viewer.may(Action.CANCEL), htmx=True,
         )
 
     @r.get("/tasks/{task_id}")

@@ -35,6 +35,23 @@ class Bar:
     def width(self) -> int:
         return max(0, min(100, self.pct))
 
+    @property
+    def mark(self) -> int:
+        """Where the threshold is drawn, in whole percent."""
+        return max(0, min(100, round(self.threshold)))
+
+
+def age_text(seconds: float) -> str:
+    """A heartbeat's age as the Fleet page shows it (``ui.js`` redraws it each second the same way)."""
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{round(seconds)} s"
+    if seconds < 7200:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
 
 @dataclass(frozen=True)
 class FleetRow:
@@ -80,7 +97,8 @@ def taint_text(key: str, value: str, effect: str) -> str:
     return f"{key}={value}:{effect}" if value else f"{key}:{effect}"
 
 
-def fleet_row(node: Node, tasks: Sequence[Task], policy: Policy, jitter: float = 0.0) -> FleetRow:
+def fleet_row(node: Node, tasks: Sequence[str], policy: Policy, jitter: float = 0.0) -> FleetRow:
+    """``tasks``: the ids of the live tasks placed on the node."""
     return FleetRow(
         name=node.name,
         state=str(node.state),
@@ -93,7 +111,7 @@ def fleet_row(node: Node, tasks: Sequence[Task], policy: Policy, jitter: float =
         labels=tuple(sorted(node.labels.items())),
         taints=tuple(taint_text(t.key, t.value, str(t.effect)) for t in node.taints),
         running=len(tasks),
-        tasks=tuple(sorted(t.id for t in tasks)[:TASKS_SHOWN]),
+        tasks=tuple(sorted(tasks)[:TASKS_SHOWN]),
         heartbeat=node.last_heartbeat,
         jitter_ms=round(jitter * 1000),
     )
@@ -101,11 +119,12 @@ def fleet_row(node: Node, tasks: Sequence[Task], policy: Policy, jitter: float =
 
 def fleet_rows(
     nodes: Iterable[Node],
-    on_node: Callable[[str], Sequence[Task]],
+    on_node: Callable[[str], Sequence[str]],
     policy: Policy,
     jitter: Callable[[str], float] = lambda name: 0.0,
 ) -> list[FleetRow]:
-    """Every node, by name; ``on_node`` gives a node's live tasks, ``jitter`` its heartbeat delay allowance."""
+    """Every node, by name; ``on_node`` gives the ids of a node's live tasks, ``jitter`` its heartbeat delay
+    allowance."""
     return [fleet_row(n, on_node(n.name), policy, jitter(n.name)) for n in sorted(nodes, key=lambda n: n.name)]
 
 

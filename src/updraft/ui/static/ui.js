@@ -7,7 +7,7 @@
   const csrf = body.dataset.csrf || "";
   let offset = Number(body.dataset.now || 0) - Date.now() / 1000; // server clock - browser clock, seconds
   const live = document.getElementById("live");
-  window.updraft = { rendered: performance.now(), updates: 0, lastUpdateMs: 0 };
+  window.updraft = { updates: 0, lastUpdateMs: 0, maxUpdateMs: 0 }; // read by the browser tests
 
   function serverNow() { return Date.now() / 1000 + offset; }
   function setNow(now) { if (now) offset = now - Date.now() / 1000; }
@@ -26,14 +26,26 @@
   }
 
   // -- actions: confirm, then POST with the CSRF token -------------------------------------------------------
+  const NODE_ACTIONS = {
+    cordon: "Cordon node {}? No new task will be placed on it.",
+    uncordon: "Uncordon node {}? New tasks may be placed on it again.",
+    drain: "Drain node {}? It is cordoned and its running tasks move to other nodes.",
+  };
   document.addEventListener("click", async (e) => {
     const button = e.target.closest("button[data-act]");
     if (!button) return;
     e.preventDefault();
-    if (!window.confirm(button.dataset.confirm || "Are you sure?")) return;
+    let url = button.dataset.url, question = button.dataset.confirm;
+    const row = button.closest(".frow");
+    if (!url && row && NODE_ACTIONS[button.dataset.act]) {
+      const name = row.id.slice("node-".length);
+      url = "/ui/nodes/" + encodeURIComponent(name) + "/" + button.dataset.act;
+      question = NODE_ACTIONS[button.dataset.act].replace("{}", name);
+    }
+    if (!url || !window.confirm(question || "Are you sure?")) return;
     button.disabled = true;
     try {
-      const r = await fetch(button.dataset.act, {
+      const r = await fetch(url, {
         method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf },
       });
       if (r.ok) {
@@ -62,14 +74,14 @@
     return (seconds / 3600).toFixed(1) + " h";
   }
   function drawAge(el, now) {
-    const at = Number(el.dataset.at);
+    const at = Number(el.closest("[data-hb]").dataset.hb);
     const text = at ? ageText(now - at) : "never";
     if (el.textContent !== text) el.textContent = text;
     el.classList.toggle("late", at > 0 && now - at > 5);
   }
   function drawAges(root) {
     const now = serverNow();
-    for (const el of (root || document).querySelectorAll(".age[data-at]")) drawAge(el, now);
+    for (const el of (root || document).querySelectorAll(".age")) drawAge(el, now);
   }
 
   // -- a live stream -----------------------------------------------------------------------------------------
@@ -86,7 +98,9 @@
         const t0 = performance.now();
         fn(JSON.parse(m.data), es);
         window.updraft.updates += 1;
-        window.updraft.lastUpdateMs = performance.now() - t0;
+        const ms = performance.now() - t0;
+        window.updraft.lastUpdateMs = ms;
+        if (ms > window.updraft.maxUpdateMs) window.updraft.maxUpdateMs = ms;
       });
     }
     window.addEventListener("pagehide", () => es.close());
@@ -119,52 +133,54 @@
     }
     function filterRow(tr) { tr.hidden = !matches(tr); }
     function countShown() {
-      const all = tbody.rows.length;
+      const all = tbody.children.length;
       let shown = 0;
-      for (const tr of tbody.rows) if (!tr.hidden) shown += 1;
+      for (const tr of tbody.children) if (!tr.hidden) shown += 1;
       count.textContent = shown === all ? all + " nodes" : shown + " of " + all + " nodes";
     }
-    function filterAll() { for (const tr of tbody.rows) filterRow(tr); countShown(); }
+    function filterAll() { for (const tr of tbody.children) filterRow(tr); countShown(); }
     function sortRows() {
-      const rows = Array.from(tbody.rows);
-      const key = (tr) => (sortNum ? Number(tr.dataset[sortKey]) : tr.dataset[sortKey] || "");
+      const rows = Array.from(tbody.children);
+      const key = (tr) => (sortKey === "name" ? tr.id : sortNum ? Number(tr.dataset[sortKey]) : tr.dataset[sortKey] || "");
       rows.sort((a, b) => {
         const x = key(a), y = key(b);
         if (x < y) return -sortDir;
         if (x > y) return sortDir;
-        return a.dataset.name < b.dataset.name ? -1 : 1;
+        return a.id < b.id ? -1 : 1;
       });
       const frag = document.createDocumentFragment();
       for (const tr of rows) frag.appendChild(tr);
       tbody.appendChild(frag);
     }
-    table.querySelector("thead").addEventListener("click", (e) => {
-      const th = e.target.closest("th[data-sort]");
+    table.querySelector(".fhead").addEventListener("click", (e) => {
+      const th = e.target.closest("[data-sort]");
       if (!th) return;
       const key = th.dataset.sort;
       sortDir = key === sortKey ? -sortDir : 1;
       sortKey = key;
       sortNum = Boolean(th.dataset.num);
-      for (const h of table.querySelectorAll("th[data-sort]")) h.classList.remove("sorted-asc", "sorted-desc");
+      for (const h of table.querySelectorAll("[data-sort]")) h.classList.remove("sorted-asc", "sorted-desc");
       th.classList.add(sortDir > 0 ? "sorted-asc" : "sorted-desc");
       sortRows();
     });
     filterBox.addEventListener("input", filterAll);
     stateBox.addEventListener("change", filterAll);
-    filterAll();
-    drawAges(tbody);
-    setInterval(() => drawAges(tbody), 1000);
+    if (filterBox.value || stateBox.value) filterAll(); else countShown(); // a reload may keep the boxes' values
+    setInterval(() => drawAges(tbody), 1000); // the server drew them once; from now on, here
 
     listen("/ui/live/fleet?view=" + encodeURIComponent(table.dataset.view), {
       rows(data) {
         setNow(data.now);
         let added = false;
-        for (const [id, html] of Object.entries(data.rows)) {
-          const tr = fromHtml(html);
-          const old = document.getElementById(id);
+        const fresh = document.createElement("template"); // one parse for the whole batch
+        fresh.innerHTML = Object.values(data.rows).join("");
+        const filtering = Boolean(filterBox.value || stateBox.value);
+        const now = serverNow();
+        for (const tr of Array.from(fresh.content.children)) {
+          const old = document.getElementById(tr.id);
           if (old) old.replaceWith(tr); else { tbody.appendChild(tr); added = true; }
-          filterRow(tr);
-          drawAges(tr);
+          if (filtering) filterRow(tr);
+          drawAge(tr.querySelector(".age"), now);
         }
         for (const id of data.gone) { const old = document.getElementById(id); if (old) old.remove(); }
         const summary = document.getElementById("fleet-summary");
