@@ -92,6 +92,40 @@ async def liveness_flush_loop(service: ControlService) -> None:
             log.exception("liveness flush failed")
 
 
+class _Glibc:
+    """Memory held by glibc's allocator, not by Python: on glibc, cap the allocator's per-thread arenas and
+    hand freed pages back to the kernel now and then. A server whose worker threads each allocate in their own
+    arena otherwise keeps the high-water mark of every burst resident (measured: bench/footprint.py)."""
+
+    M_ARENA_MAX = -8
+
+    def __init__(self) -> None:
+        try:
+            import ctypes
+
+            self.libc: Any = ctypes.CDLL("libc.so.6")
+        except OSError:  # not glibc (musl, macOS): nothing to tune
+            self.libc = None
+
+    def cap_arenas(self, n: int = 2) -> None:
+        if self.libc is not None:
+            self.libc.mallopt(self.M_ARENA_MAX, n)
+
+    def trim(self) -> None:
+        if self.libc is not None:
+            self.libc.malloc_trim(0)
+
+
+GLIBC = _Glibc()
+
+
+async def memory_trim_loop(service: ControlService) -> None:
+    """Every ten seconds, give freed memory back to the kernel (see _Glibc)."""
+    while True:
+        await asyncio.sleep(10)
+        await asyncio.to_thread(GLIBC.trim)
+
+
 async def image_pin_loop(service: ControlService) -> None:
     """Retry the pins of tasks waiting for a registry that did not answer (image_policy enforce).
 
@@ -225,6 +259,7 @@ def run(settings: ServerSettings) -> None:
 
     from updraft.observe.tracing import setup
 
+    GLIBC.cap_arenas()  # before any worker thread exists
     app = create_app(settings, tracing=setup("server", env=os.environ))
     # log_config=None: uvicorn's own records go through our handlers (text or JSON), not its formatter.
     uvicorn.run(

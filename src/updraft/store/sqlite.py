@@ -87,7 +87,7 @@ class SqliteStore:
             return self._db
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = self._connect(cache_kib=512)
+            db = self._local.db = self._connect(cache_kib=128)
             with self._lock:
                 self._readers.append(db)
         return db
