@@ -168,7 +168,7 @@ def create_app(
 
         ha = HighAvailability(service, store, settings, leader_loops)
         leader_loops = []
-    background = [*leader_loops, *(loops or [])]
+    background = [*leader_loops, memory_trim_loop, *(loops or [])]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
