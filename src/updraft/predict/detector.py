@@ -10,7 +10,7 @@ calibrated tail probabilities, as in the HTM/NAB "anomaly likelihood":
    * *step*: the change from the previous sample (catches spikes and sudden jumps);
    * *level* (off by default, ``use_level``): a fast EWMA against a slow EWMA, scaled by the slow EWMA's
      mean absolute deviation. It catches drifts that no single step reveals, but leave-one-category-out on
-     NAB chose to leave it out (it added false alarms for no window);
+     NAB left it out in every fold (on, it finds one more NAB window and raises a quarter more alarms);
    * *daily profile*: the value against what this series did at the same time of day (a 288-bin
      time-of-day profile, 5-minute bins, each an EWMA over days), which catches broken daily patterns —
      e.g. a nightly dip that did not happen. The profile is indexed by timestamp, so its memory does not
