@@ -104,7 +104,7 @@ class Sessions:
             session = self._by_id.get(sid)
             if session is None:
                 return None
-            if at - session.seen > self.idle or at - session.created > self.lifetime:
+            if at - session.seen >= self.idle or at - session.created >= self.lifetime:
                 del self._by_id[sid]
                 return None
             session.seen = at

@@ -1,0 +1,133 @@
+"""The dashboard's routes in-process: login and sessions, roles, CSRF, secrets never shown, security headers."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from updraft.control import create_app
+from updraft.security.http import Guard
+from updraft.security.tokens import Role, TokenRecord, generate
+from updraft.settings import ServerSettings
+
+NODE = {"capacity": {"cpu": "2", "memory": "2Gi"}, "tags": ["edge"], "labels": {"zone": "a"}}
+
+
+class Tokens:
+    def __init__(self) -> None:
+        self.records: dict[str, TokenRecord] = {}
+        self.tokens: dict[Role, str] = {}
+        for role in (Role.ADMIN, Role.OPERATOR, Role.SUBMITTER, Role.NODE):
+            token, record = generate(role, time.time(), node="n1" if role is Role.NODE else None)
+            self.records[record.id], self.tokens[role] = record, token
+
+
+@pytest.fixture
+def tokens() -> Tokens:
+    return Tokens()
+
+
+@pytest.fixture
+def app(tmp_path: Path, tokens: Tokens) -> Iterator[TestClient]:
+    fastapi_app = create_app(ServerSettings(data_dir=tmp_path, image_policy="off"))
+    fastapi_app.state.guard = Guard(tokens.records.get, time.time)
+    with TestClient(fastapi_app, base_url="http://testserver") as client:
+        assert client.put("/v1/nodes/n1", json=NODE).status_code == 200
+        yield client
+
+
+def login(client: TestClient, token: str) -> str:
+    """Log in; return the page's CSRF token."""
+    r = client.post("/ui/login", data={"token": token}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    page = client.get("/ui/tasks")
+    found = re.search(r'data-csrf="([^"]+)"', page.text)
+    assert found
+    return found.group(1)
+
+
+def test_pages_need_a_login(app: TestClient) -> None:
+    r = app.get("/ui/fleet", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+    assert app.get("/ui/live/fleet").status_code == 401
+    assert app.post("/ui/nodes/n1/cordon").status_code == 401
+    bad = app.post("/ui/login", data={"token": "upd_000000000000_" + "x" * 43})
+    assert bad.status_code == 401 and "not valid" in bad.text
+
+
+def test_an_operator_sees_the_fleet_and_cordons_with_the_csrf_token(app: TestClient, tokens: Tokens) -> None:
+    csrf = login(app, tokens.tokens[Role.OPERATOR])
+    page = app.get("/ui/fleet")
+    assert page.status_code == 200 and 'id="node-n1"' in page.text and "zone=a" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert app.post("/ui/nodes/n1/cordon").status_code == 403  # no CSRF token
+    assert app.post("/ui/nodes/n1/cordon", headers={"X-CSRF-Token": "wrong"}).status_code == 403
+    other = {"X-CSRF-Token": csrf, "Origin": "http://evil.example"}
+    assert app.post("/ui/nodes/n1/cordon", headers=other).status_code == 403
+    assert not app.get("/v1/nodes/n1").json()["cordoned"]
+    r = app.post("/ui/nodes/n1/cordon", headers={"X-CSRF-Token": csrf, "Origin": "http://testserver"})
+    assert r.status_code == 200 and "node n1 cordoned" in r.text
+    assert app.get("/v1/nodes/n1").json()["cordoned"]
+    assert app.post("/ui/nodes/n1/explode", headers={"X-CSRF-Token": csrf}).status_code == 404
+
+
+def test_a_submitter_is_refused_node_pages_and_actions(app: TestClient, tokens: Tokens) -> None:
+    csrf = login(app, tokens.tokens[Role.SUBMITTER])
+    home = app.get("/ui/", follow_redirects=False)
+    assert home.headers["location"] == "/ui/tasks"
+    tasks = app.get("/ui/tasks")
+    assert 'href="/ui/fleet"' not in tasks.text
+    fleet = app.get("/ui/fleet")
+    assert fleet.status_code == 403 and 'id="node-n1"' not in fleet.text
+    for path in ("/ui/flows", "/ui/events", "/ui/live/fleet", "/ui/live/events"):
+        assert app.get(path).status_code == 403, path
+    for verb in ("cordon", "uncordon", "drain"):
+        assert app.post(f"/ui/nodes/n1/{verb}", headers={"X-CSRF-Token": csrf}).status_code == 403
+    assert not app.get("/v1/nodes/n1").json()["cordoned"]
+
+
+def test_node_tokens_cannot_log_in_and_revocation_ends_a_session(app: TestClient, tokens: Tokens) -> None:
+    r = app.post("/ui/login", data={"token": tokens.tokens[Role.NODE]})
+    assert r.status_code == 403 and "cannot use the dashboard" in r.text
+    login(app, tokens.tokens[Role.ADMIN])
+    assert app.get("/ui/fleet").status_code == 200
+    admin = next(r for r in tokens.records.values() if r.role is Role.ADMIN)
+    tokens.records[admin.id] = admin.model_copy(update={"revoked_at": time.time()})
+    r = app.get("/ui/fleet", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+
+
+def test_logout_ends_the_session(app: TestClient, tokens: Tokens) -> None:
+    csrf = login(app, tokens.tokens[Role.ADMIN])
+    assert app.post("/ui/logout", data={"csrf": "wrong"}).status_code == 403
+    r = app.post("/ui/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    assert app.get("/ui/fleet", follow_redirects=False).status_code == 303
+
+
+def test_the_task_page_never_shows_a_secret(app: TestClient, tokens: Tokens) -> None:
+    task = app.post("/v1/tasks", json={"image": "busybox:1.36", "origin": "n1",
+                                       "secret_env": {"DB_PASSWORD": "hunter2-secret"}}).json()
+    login(app, tokens.tokens[Role.ADMIN])  # even an admin, who may read secrets through the API
+    page = app.get(f"/ui/tasks/{task['id']}")
+    assert page.status_code == 200 and "DB_PASSWORD" in page.text
+    assert "hunter2-secret" not in page.text and "&lt;redacted&gt;" in page.text
+    listing = app.get("/ui/tasks", params={"q": task["id"][:6], "origin": "n1"})
+    assert f'id="task-{task["id"]}"' in listing.text
+    assert app.get("/ui/tasks/t-nope").status_code == 404
+
+
+def test_without_authentication_everyone_is_the_anonymous_admin(tmp_path: Path) -> None:
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as client:
+        r = client.get("/ui/fleet")
+        assert r.status_code == 200 and 'id="role">admin' in r.text
+        assert "HttpOnly" in r.headers["set-cookie"]
+        assert client.get("/ui/static/htmx-2.0.11.min.js").status_code == 200
