@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -21,7 +22,7 @@ from updraft.observe.logs import EventLog
 from updraft.observe.server_metrics import RequestMetrics, ServerMetrics
 from updraft.observe.tracing import NOOP, PlacementSpans, Tracing
 from updraft.settings import ServerSettings
-from updraft.store import EtcdStore, SqliteStore, Store
+from updraft.store import SqliteStore, Store
 from updraft.ui import mount as mount_ui
 
 log = logging.getLogger("updraft.server")
@@ -163,7 +164,8 @@ def create_app(
     running: list[asyncio.Task[None]] = []
     leader_loops: list[Loop] = [scheduler_loop, detector_loop, liveness_flush_loop, image_pin_loop]
     ha = None
-    if isinstance(store, EtcdStore):  # several servers: the leader's loops run where the election says
+    etcd = sys.modules.get("updraft.store.etcd")  # loaded only if an etcd store exists
+    if etcd is not None and isinstance(store, etcd.EtcdStore):  # several servers: the leader's loops run by election
         from updraft.control.ha import HighAvailability
 
         ha = HighAvailability(service, store, settings, leader_loops)
