@@ -157,34 +157,42 @@ def build_live_router(ui: Ui) -> APIRouter:
             raise NotFound(f"no task {task_id!r}", field="task_id")
 
         async def body() -> AsyncIterator[str]:
+            """Reads the store (in threads) only when the task's or its logs' topic moved since the last read."""
+            task_topic, logs_topic = f"task:{task_id}", f"logs:{task_id}"
             ev_after, log_after, checked = events_after, logs_after, [service.clock.monotonic()]
-            shown = None
+            read_task = read_logs = -1
+            shown, current = None, first
             while await still_valid(request, viewer, checked):
-                seen = notifier.version(f"task:{task_id}")
-                logs_seen = notifier.version(f"logs:{task_id}")
-                current = service.live_task(task_id) or await asyncio.to_thread(store.get_task, task_id)
-                if current is None:
-                    break
-                events, lines = await asyncio.gather(
-                    asyncio.to_thread(store.list_events, task_id, ev_after),
-                    asyncio.to_thread(store.list_logs, task_id, log_after),
-                )
-                if current.revision != shown:
-                    shown = current.revision
-                    html = str(state_html(redact_task(current, None), may_cancel))
-                    yield sse("task", {"html": html, "state": str(current.state)})
-                if events:
-                    ev_after = events[-1].id
-                    yield sse("events", {"rows": [str(event_row(e, tone(e.kind))) for e in events]})
-                if lines:
-                    log_after = lines[-1].seq
-                    yield sse("logs", {"lines": [{"stream": ln.stream, "data": ln.data} for ln in lines]})
+                task_v, logs_v = notifier.version(task_topic), notifier.version(logs_topic)
+                if task_v != read_task:
+                    read_task = task_v
+                    found = service.live_task(task_id) or await asyncio.to_thread(store.get_task, task_id)
+                    if found is None:
+                        break
+                    current = found
+                    events = await asyncio.to_thread(store.list_events, task_id, ev_after)
+                    if current.revision != shown:
+                        shown = current.revision
+                        html = str(state_html(redact_task(current, None), may_cancel))
+                        yield sse("task", {"html": html, "state": str(current.state)})
+                    if events:
+                        ev_after = events[-1].id
+                        yield sse("events", {"rows": [str(event_row(e, tone(e.kind))) for e in events]})
+                lines = []
+                if logs_v != read_logs or current.state.terminal:
+                    read_logs = logs_v
+                    lines = await asyncio.to_thread(store.list_logs, task_id, log_after)
+                    if lines:
+                        log_after = lines[-1].seq
+                        yield sse("logs", {"lines": [{"stream": ln.stream, "data": ln.data} for ln in lines]})
                 if current.state.terminal and not lines:
                     yield sse("done", {"state": str(current.state)})
                     return
-                await notifier.wait(f"task:{task_id}", seen, TICK / 2)
-                if notifier.version(f"logs:{task_id}") == logs_seen and not current.state.terminal:
-                    await notifier.wait(f"logs:{task_id}", logs_seen, TICK / 2)
+                if task_v == notifier.version(task_topic) and logs_v == notifier.version(logs_topic):
+                    # quiet: wait for either topic, half a tick each, then look again
+                    await notifier.wait(task_topic, task_v, TICK / 2)
+                    if notifier.version(task_topic) == task_v:
+                        await notifier.wait(logs_topic, logs_v, TICK / 2)
             yield sse("logout", {})
 
         return stream(body())
