@@ -45,7 +45,7 @@ async def register(port: int, names: list[str]) -> None:
 
 
 async def beat(port: int, names: list[str], stop: asyncio.Event) -> None:
-    """Every node beats once per BEAT_S, spread over the interval, on 100 connections."""
+    """Every node beats once per BEAT_S, spread over the interval, on 250 connections."""
 
     async def lane(chunk: list[str]) -> None:
         c = Connection("127.0.0.1", port)
@@ -60,7 +60,7 @@ async def beat(port: int, names: list[str], stop: asyncio.Event) -> None:
                     break
         c.close()
 
-    await asyncio.gather(*(lane(names[i::100]) for i in range(100)))
+    await asyncio.gather(*(lane(names[i::250]) for i in range(250)))
 
 
 async def submit(port: int, n: int) -> int:
