@@ -56,7 +56,8 @@ def test_a_failed_compare_applies_nothing(store: EtcdStore) -> None:
 
 def test_group_commit_fails_only_the_conflicting_txn(store: EtcdStore) -> None:
     results = store.commit_many([Txn(tasks=[(task("a"), 0)]), Txn(tasks=[(task("a"), 0)]), Txn(tasks=[(task("b"), 0)])])
-    assert isinstance(results[0], int) and isinstance(results[1], Conflict) and isinstance(results[2], int)
+    # the batch is sent at once: either of the two creates of "a" may win, never both
+    assert sorted(type(r).__name__ for r in results[:2]) == ["Conflict", "int"] and isinstance(results[2], int)
     assert {t.id for t in store.list_tasks()} == {"a", "b"}
 
 
@@ -119,7 +120,10 @@ def test_one_member_down_reads_and_writes_go_on(etcd: EtcdCluster) -> None:
     store = EtcdStore(etcd.endpoints, prefix=f"/t-{uuid.uuid4().hex[:8]}/")
     try:
         etcd.kill_member(0)  # the store's first endpoint
-        store.commit(Txn(tasks=[(task("b"), 0)]))  # refused by member 0: sent to the next one
+        try:  # a pooled connection to the dead member may break mid-request: outcome unknown, 503, resent
+            store.commit(Txn(tasks=[(task("b"), 0)]))
+        except Unavailable:
+            store.commit(Txn(tasks=[(task("b"), 0)]))  # refused by member 0 now: sent to the next one
         assert store.get_task("b") is not None
     finally:
         etcd.start_member(0)
