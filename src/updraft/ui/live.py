@@ -4,8 +4,9 @@ Each stream waits on a notifier topic ("events" moves on every commit that recor
 and "logs:<id>" on a task's changes and log lines) with a timeout, so a quiet cluster costs one wake-up a
 second per open page. What a stream sends is what changed since it last sent:
 
-* ``/ui/live/fleet``: the rows of nodes whose row differs from what the page shows (metrics arrive with
-  heartbeats, which commit nothing, so the fleet is compared once a second too);
+* ``/ui/live/fleet``: the rows of nodes whose row differs from what the page shows, and the heartbeat times
+  that moved (a time alone: the page redraws the age, not the row). Metrics arrive with heartbeats, which
+  commit nothing, so the fleet is compared once a second as well as on every event;
 * ``/ui/live/events``: events from the in-memory ring after the last one sent;
 * ``/ui/live/task/<id>``: the task's state and attempts, its new events and log lines (store reads in a
   worker thread), then ``done`` once it is finished and its logs are all sent;
@@ -29,7 +30,7 @@ from updraft.security.redaction import redact_task
 from updraft.security.tokens import Action
 from updraft.ui.auth import Viewer
 from updraft.ui.core import Ui
-from updraft.ui.views import fleet_changes, fleet_summary, tone
+from updraft.ui.views import fleet_beats, fleet_changes, fleet_summary, tone
 
 TICK = 1.0
 KEEPALIVE = 15.0
@@ -82,21 +83,23 @@ def build_live_router(ui: Ui) -> APIRouter:
 
         async def body() -> AsyncIterator[str]:
             shown = ui.recall_fleet(view)
+            beats = {name: r.heartbeat for name, r in shown.items()}
             seen, checked = notifier.version("events"), [service.clock.monotonic()]
             while await still_valid(request, viewer, checked):
                 rows = ui.fleet()
                 changed, gone = fleet_changes(shown, rows)
+                moved = fleet_beats(beats, rows)
+                now = ui.now()
+                update: dict[str, Any] = {"now": now, "hb": {"node-" + n: at for n, at in moved.items()}}
                 if changed or gone:
-                    now = ui.now()
-                    yield sse("rows", {
-                        "now": now,
-                        "rows": {r.dom_id: str(row_html(r, may_act, now)) for r in changed},
-                        "gone": ["node-" + n for n in gone],
-                        "summary": str(summary_html(fleet_summary(rows))),
-                    })
+                    update["rows"] = {r.dom_id: str(row_html(r, may_act, now)) for r in changed}
+                    update["gone"] = ["node-" + n for n in gone]
+                    update["summary"] = str(summary_html(fleet_summary(rows)))
                     shown = {r.name: r for r in rows}
-                else:
-                    yield sse("tick", {"now": ui.now()})
+                beats.update(moved)
+                for name in gone:
+                    beats.pop(name, None)
+                yield sse("rows", update)
                 seen = await notifier.wait("events", seen, TICK)
             yield sse("logout", {})
 

@@ -55,8 +55,8 @@ def age_text(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class FleetRow:
-    """One node as the Fleet page shows it. Two rows compare equal when the page would look the same
-    (the heartbeat age is drawn by the browser from ``heartbeat``), so a live update sends only changed rows."""
+    """One node as the Fleet page shows it. Two rows compare equal when the page would look the same (the
+    heartbeat's age is drawn by the browser from ``heartbeat``), so a live update sends only changed rows."""
 
     name: str
     state: str
@@ -70,8 +70,9 @@ class FleetRow:
     taints: tuple[str, ...]
     running: int
     tasks: tuple[str, ...]
-    heartbeat: float
     jitter_ms: int
+    heartbeat: float = field(default=0.0, compare=False)
+    """Not compared: a heartbeat moves it every second; the page is sent the time alone (``fleet_beats``)."""
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -126,6 +127,11 @@ def fleet_rows(
     """Every node, by name; ``on_node`` gives the ids of a node's live tasks, ``jitter`` its heartbeat delay
     allowance."""
     return [fleet_row(n, on_node(n.name), policy, jitter(n.name)) for n in sorted(nodes, key=lambda n: n.name)]
+
+
+def fleet_beats(before: Mapping[str, float], rows: Sequence[FleetRow]) -> dict[str, float]:
+    """Heartbeat times that moved since ``before`` (node → time): sent alone, the row is not redrawn."""
+    return {r.name: r.heartbeat for r in rows if before.get(r.name) != r.heartbeat}
 
 
 def fleet_changes(

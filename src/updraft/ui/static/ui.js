@@ -172,23 +172,27 @@
       rows(data) {
         setNow(data.now);
         let added = false;
-        const fresh = document.createElement("template"); // one parse for the whole batch
-        fresh.innerHTML = Object.values(data.rows).join("");
-        const filtering = Boolean(filterBox.value || stateBox.value);
-        const now = serverNow();
-        for (const tr of Array.from(fresh.content.children)) {
-          const old = document.getElementById(tr.id);
-          if (old) old.replaceWith(tr); else { tbody.appendChild(tr); added = true; }
-          if (filtering) filterRow(tr);
-          drawAge(tr.querySelector(".age"), now);
+        if (data.rows) {
+          const fresh = document.createElement("template"); // one parse for the whole batch
+          fresh.innerHTML = Object.values(data.rows).join("");
+          const filtering = Boolean(filterBox.value || stateBox.value);
+          for (const tr of Array.from(fresh.content.children)) {
+            const old = document.getElementById(tr.id);
+            if (old) old.replaceWith(tr); else { tbody.appendChild(tr); added = true; }
+            if (filtering) filterRow(tr);
+          }
+          for (const id of data.gone) { const old = document.getElementById(id); if (old) old.remove(); }
+          const summary = document.getElementById("fleet-summary");
+          if (summary && data.summary) summary.innerHTML = data.summary;
         }
-        for (const id of data.gone) { const old = document.getElementById(id); if (old) old.remove(); }
-        const summary = document.getElementById("fleet-summary");
-        if (summary && data.summary) summary.innerHTML = data.summary;
-        if (added || sortKey !== "name") sortRows();
-        countShown();
+        const now = serverNow();
+        for (const [id, at] of Object.entries(data.hb)) {
+          const tr = document.getElementById(id);
+          if (tr) { tr.dataset.hb = at; drawAge(tr.querySelector(".age"), now); }
+        }
+        if (added || (data.rows && sortKey !== "name") || (sortKey === "hb" && Object.keys(data.hb).length)) sortRows();
+        if (data.rows) countShown();
       },
-      tick(data) { setNow(data.now); },
     });
   }
 
