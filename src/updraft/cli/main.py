@@ -7,6 +7,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from updraft.cli.cluster import register as _register_cluster
 from updraft.cli.common import DEFAULT, Server, Token, _client, _fail, _list, _note, _pairs
 from updraft.cli.images import register as _register_images
 from updraft.cli.nodes import register as _register_nodes
@@ -429,6 +430,7 @@ def nodes(server: Server = DEFAULT, token: Token = None) -> None:
 _register_images(app)  # build, push, audit images
 _register_nodes(app)  # node label|taint|cordon|uncordon|drain, config check
 _register_security(app)  # cert ca|issue
+_register_cluster(app)  # cluster: servers, leader and term (HA on etcd)
 
 
 def main() -> None:
