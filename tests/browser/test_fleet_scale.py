@@ -6,8 +6,9 @@ beat (each node every 5 s: 200 changed rows a second). Measured in the browser, 
 
 * render: navigation start → the page's script has wired the table (``updraft.ready``), TTFB, first paint;
   the median of three fresh loads;
-* under live updates: the longest main-thread task (PerformanceObserver ``longtask``), the slowest update
-  batch applied, and how long the filter box and a sort take to show their result.
+* under live updates: over ten updates with nothing else going on, the main-thread tasks over 50 ms
+  (PerformanceObserver ``longtask``) and the slowest update batch applied; then how long the filter box and a
+  sort take to show their result while the updates go on.
 
 Asserted: all 1,000 rows render; updates keep arriving; a cordon and a heartbeat of one node reach the open
 page within 2 s; no console error. The timings are reported, not asserted (they depend on what else this
@@ -51,6 +52,8 @@ WATCH_LONG_TASKS = """() => {
   window.__updatesAtStart = window.updraft.updates;
   window.updraft.maxUpdateMs = 0;
 }"""
+LIVE_FIGURES = """() => ({long_tasks: window.__long.length, longest_task_ms: Math.max(0, ...window.__long),
+    max_update_ms: window.updraft.maxUpdateMs, updates: window.updraft.updates - window.__updatesAtStart})"""
 NEXT_FRAME = "new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)))"
 FILTER_LATENCY = f"""async (text) => {{
   const box = document.getElementById('fleet-filter');
@@ -91,6 +94,7 @@ def test_fleet_of_1000_nodes_renders_fast_and_keeps_up(
 
         page.evaluate(WATCH_LONG_TASKS)
         page.wait_for_function("() => window.updraft.updates >= window.__updatesAtStart + 10", timeout=30_000)
+        live = page.evaluate(LIVE_FIGURES)  # ten live updates with nothing else going on
         filtered = page.evaluate(FILTER_LATENCY, node_name(999))
         assert filtered["shown"] == 1
         cleared = page.evaluate(FILTER_LATENCY, "")
@@ -104,10 +108,9 @@ def test_fleet_of_1000_nodes_renders_fast_and_keeps_up(
         httpx.post(f"{d.url}/v1/nodes/{target}/cordon").raise_for_status()
         # (attached, not "visible": rows off screen are not laid out, by design — content-visibility)
         expect(page.locator(f"#node-{target} .f-cordoned")).to_have_count(1, timeout=LIVE_S * 1000)
-        page.wait_for_function("() => window.updraft.updates >= window.__updatesAtStart + 20", timeout=30_000)
-        live = page.evaluate("""() => ({long_tasks: window.__long.length,
-            longest_task_ms: Math.max(0, ...window.__long), max_update_ms: window.updraft.maxUpdateMs,
-            updates: window.updraft.updates - window.__updatesAtStart})""")
+        page.evaluate(WATCH_LONG_TASKS)
+        page.wait_for_function("() => window.updraft.updates >= window.__updatesAtStart + 5", timeout=30_000)
+        after_actions = page.evaluate(LIVE_FIGURES)
         s.shot("fleet-1000")
         s.no_errors()
     finally:
@@ -122,6 +125,7 @@ def test_fleet_of_1000_nodes_renders_fast_and_keeps_up(
         "html_bytes": loads[-1]["bytes"],
         "loads": loads,
         "live": live,
+        "live_after_actions": after_actions,
         "filter_ms": filtered["ms"],
         "unfilter_ms": cleared["ms"],
         "sort_ms": sort_ms,
