@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup venv services lint bench clean
+.PHONY: demo demo-ha test setup venv services lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,9 @@ setup: venv services
 
 demo: setup
 	$(BIN)/python bench/offload.py
+
+demo-ha: setup
+	$(BIN)/python bench/ha.py --demo
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc

@@ -78,12 +78,14 @@ def heartbeats(url: str, name: str, stop: threading.Event) -> None:
             stop.wait(1.0)
 
 
-def failover_run(etcd: EtcdCluster, workdir: Path) -> dict[str, Any]:
+def failover_run(etcd: EtcdCluster, workdir: Path, narrate: Any = lambda *_: None) -> dict[str, Any]:
     ha = HaCluster(workdir, etcd, server_config={"image_policy": "off"})
     stop = threading.Event()
     try:
         ha.start_servers()
         leader = ha.wait_leader()
+        narrate(f"servers s0, s1, s2 on {', '.join(etcd.endpoints)}; s{leader} leads (term "
+                f"{(ha.cluster_view(leader) or {}).get('leader', {}).get('term')})")
         survivors = [i for i in range(3) if i != leader]
         follower = ha.urls[survivors[0]]
         r = httpx.put(f"{follower}/v1/nodes/sim-0", json={"capacity": {"cpu": "64", "memory": "64Gi"}}, timeout=10)
@@ -99,6 +101,7 @@ def failover_run(etcd: EtcdCluster, workdir: Path) -> dict[str, Any]:
         assert proc is not None
         t0 = time.time()
         proc.kill9()
+        narrate(f"kill -9 s{leader} with {sum(len(s.acked) for s in submitters)} submits answered so far")
 
         def first_placement() -> float | None:
             events = httpx.get(f"{follower}/v1/events", params={"limit": 10000}, timeout=5).json()
@@ -107,6 +110,8 @@ def failover_run(etcd: EtcdCluster, workdir: Path) -> dict[str, Any]:
 
         placed_at = wait_for(first_placement, 60, interval=0.02, what="a placement by the new leader")
         new = ha.wait_leader(exclude=(leader,))
+        narrate(f"s{new} leads now (term {(ha.cluster_view(new) or {}).get('leader', {}).get('term')}) and placed a task "
+                f"{placed_at - t0:.2f} s after the kill")
         time.sleep(0.5)  # a few more submits under the new leader
         stop.set()
         for s in submitters:
@@ -140,14 +145,26 @@ def etcd_throughput(etcd: EtcdCluster, workdir: Path, m: int, n: int, seconds: f
         ha.close()
 
 
+def demo(work: Path) -> None:
+    print("starting a 3-member etcd cluster and 3 servers on it; submitting tasks while the leader is killed ...")
+    with EtcdCluster(work) as etcd:
+        r = failover_run(etcd, work / "demo", narrate=print)
+    print(f"kill -9 of the leader → first placement by the new leader: {r['failover_s']:.2f} s; "
+          f"{r['acked']} submits answered 2xx, {r['lost']} lost, {r['double_running']} tasks with two attempts at once")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=10, help="failover runs (median reported)")
     ap.add_argument("--seconds", type=float, default=15.0, help="seconds of load per store")
     ap.add_argument("--submitters", type=int, default=32)
     ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--demo", action="store_true", help="one narrated failover run; no results file (make demo-ha)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="updraft-ha-bench-"))
+    if args.demo:
+        demo(work)
+        return
     runs: list[dict[str, Any]] = []
     with EtcdCluster(work) as etcd:
         for i in range(args.runs):
