@@ -178,3 +178,26 @@ def test_binding_refusal_is_forbidden() -> None:
     _, join = generate(Role.NODE, NOW)
     with pytest.raises(Forbidden):
         t.bind(join, "a")
+
+
+def test_the_token_cli_over_the_api(tokens: Tokens, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from updraft.cli import common
+    from updraft.cli.main import app as cli
+    from updraft.sdk import Client
+
+    api = make(tokens, clock)
+    monkeypatch.setattr(common, "_client", lambda server, token: Client(server, token=token, transport=api._transport))
+    admin = tokens.new(Role.ADMIN)
+    run = CliRunner()
+    made = run.invoke(cli, ["token", "create", "--role", "node", "--node", "edge-1", "--ttl", "30d", "--token", admin])
+    assert made.exit_code == 0, made.output
+    node_token = made.stdout.strip().splitlines()[-1]
+    assert node_token.startswith("upd_") and tokens.get_token(node_token.split("_")[1]) is not None
+    listed = run.invoke(cli, ["token", "list", "--token", admin])
+    assert listed.exit_code == 0 and "edge-1" in listed.stdout and node_token not in listed.stdout
+    revoked = run.invoke(cli, ["token", "revoke", node_token.split("_")[1], "--token", admin])
+    assert revoked.exit_code == 0 and "revoked" in revoked.stdout
+    denied = run.invoke(cli, ["token", "list", "--token", node_token])
+    assert denied.exit_code == 2 and "unauthorized" in denied.output

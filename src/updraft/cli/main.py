@@ -429,7 +429,7 @@ def nodes(server: Server = DEFAULT, token: Token = None) -> None:
 
 _register_images(app)  # build, push, audit images
 _register_nodes(app)  # node label|taint|cordon|uncordon|drain, config check
-_register_security(app)  # cert ca|issue
+_register_security(app)  # cert ca|issue, token create|list|revoke
 _register_cluster(app)  # cluster: servers, leader and term (HA on etcd)
 
 
