@@ -286,3 +286,16 @@ def test_extended_resource_counts_are_int64_and_capped() -> None:
     assert locs(SubmitRequest, spec_json(resources={"limits": many})) == ["resources.limits"]
     assert locs(NodeRegistration, json.dumps({"capacity": {**CAP, "x.io/gpu": 2**63}})) == ["capacity.x.io/gpu"]
     assert locs(SubmitRequest, spec_json(resources={"requests": {"x.io/gpu": INT64_MAX}})) == []
+
+
+def test_node_affinity_keys_and_values_follow_the_grammar() -> None:
+    def affinity(key: str, values: list[str]) -> str:
+        term = {"matchExpressions": [{"key": key, "operator": "In", "values": values}]}
+        return spec_json(affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [term]}}})
+
+    where = "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.0.matchExpressions.0"
+    assert locs(SubmitRequest, affinity("zone", ["a", "b"])) == []
+    assert locs(SubmitRequest, affinity("zone\n", ["a"])) == [f"{where}.key"]
+    assert locs(SubmitRequest, affinity("zone", ["\ud800"])) == [f"{where}.values.0"]
+    assert locs(SubmitRequest, affinity("zone", ["x" * 64])) == [f"{where}.values.0"]

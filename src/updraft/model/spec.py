@@ -249,9 +249,9 @@ class NodeSelectorRequirement(_Strict):
     """One expression on a node label, with Kubernetes' semantics: ``NotIn`` and ``DoesNotExist`` match a node
     without the label; ``Gt``/``Lt`` compare the label as an integer and never match a non-integer label."""
 
-    key: str = Field(min_length=1, max_length=317)
+    key: LabelKey
     operator: Operator
-    values: list[str] = Field(default_factory=list, max_length=64)
+    values: list[Annotated[Line, Field(max_length=63)]] = Field(default_factory=list, max_length=64)
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> NodeSelectorRequirement:
