@@ -87,7 +87,7 @@ def test_a_submitter_is_refused_node_pages_and_actions(app: TestClient, tokens: 
     assert 'href="/ui/fleet"' not in tasks.text
     fleet = app.get("/ui/fleet")
     assert fleet.status_code == 403 and 'id="node-n1"' not in fleet.text
-    for path in ("/ui/flows", "/ui/events", "/ui/live/fleet", "/ui/live/events"):
+    for path in ("/ui/flows", "/ui/events", "/ui/live/fleet", "/ui/live/event-feed"):
         assert app.get(path).status_code == 403, path
     for verb in ("cordon", "uncordon", "drain"):
         assert app.post(f"/ui/nodes/n1/{verb}", headers={"X-CSRF-Token": csrf}).status_code == 403

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from updraft.control.service import ControlService
 
 HERE = Path(__file__).parent
+FLEET_FRESH = 0.5
 FLEET_VIEWS = 64
 """Fleet pages whose rows are remembered, so their live stream sends only what changed since the render."""
 
@@ -69,6 +71,8 @@ class Ui:
         self.env.globals["age"] = age_text
         self.env.filters["stamp"] = lambda at: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "-"
         self._fleet_views: OrderedDict[str, dict[str, FleetRow]] = OrderedDict()
+        self._fleet_cache: tuple[int, float, list[FleetRow]] | None = None
+        self._fleet_lock = threading.Lock()
 
     def now(self) -> float:
         return self.service.clock.now()
@@ -116,12 +120,22 @@ class Ui:
 
     # -- the fleet, from memory ----------------------------------------------------------------------------
     def fleet(self) -> list[FleetRow]:
-        with self.state.lock:
-            nodes = list(self.state.nodes.values())
-            by_node = {name: list(tasks) for name, tasks in self.state.by_node.items()}
-        return fleet_rows(
-            nodes, lambda name: by_node.get(name, []), self.service.policy, self.service.detector.delay_slack
-        )
+        """Every node's row, from memory. Shared by all open Fleet pages: rows built less than ``FLEET_FRESH``
+        seconds ago are reused unless an event was committed since (a cordon shows at once; metrics, which come
+        with heartbeats and commit nothing, at most that late), so many viewers cost what one does."""
+        events, mono = self.notifier.version("events"), self.service.clock.monotonic()
+        with self._fleet_lock:
+            cached = self._fleet_cache
+            if cached is not None and cached[0] == events and mono - cached[1] < FLEET_FRESH:
+                return cached[2]
+            with self.state.lock:
+                nodes = list(self.state.nodes.values())
+                by_node = {name: list(tasks) for name, tasks in self.state.by_node.items()}
+            rows = fleet_rows(
+                nodes, lambda name: by_node.get(name, []), self.service.policy, self.service.detector.delay_slack
+            )
+            self._fleet_cache = (events, mono, rows)
+            return rows
 
     def remember_fleet(self, rows: list[FleetRow]) -> str:
         view = secrets.token_urlsafe(9)

@@ -7,7 +7,8 @@ second per open page. What a stream sends is what changed since it last sent:
 * ``/ui/live/fleet``: the rows of nodes whose row differs from what the page shows, and the heartbeat times
   that moved (a time alone: the page redraws the age, not the row). Metrics arrive with heartbeats, which
   commit nothing, so the fleet is compared once a second as well as on every event;
-* ``/ui/live/events``: events from the in-memory ring after the last one sent;
+* ``/ui/live/event-feed``: events from the in-memory ring after the last one sent (not ``…/events``: the API's
+  admission control counts GETs of paths ending so as bounded reads, and a stream stays open);
 * ``/ui/live/task/<id>``: the task's state and attempts, its new events and log lines (store reads in a
   worker thread), then ``done`` once it is finished and its logs are all sent;
 * ``/ui/live/pulse``: a ``pulse`` at most once a second while events are committed (pages that re-read).
@@ -30,7 +31,7 @@ from updraft.security.redaction import redact_task
 from updraft.security.tokens import Action
 from updraft.ui.auth import Viewer
 from updraft.ui.core import Ui
-from updraft.ui.views import fleet_beats, fleet_changes, fleet_summary, tone
+from updraft.ui.views import FleetRow, fleet_beats, fleet_changes, fleet_summary, tone
 
 TICK = 1.0
 KEEPALIVE = 15.0
@@ -81,31 +82,37 @@ def build_live_router(ui: Ui) -> APIRouter:
         row_html = ui.macro("fleet_row")
         summary_html = ui.macro("fleet_summary")
 
+        def step(shown: dict[str, FleetRow], beats: dict[str, float]) -> tuple[dict[str, Any], dict[str, FleetRow]]:
+            """One update: what changed since ``shown`` (run in a worker thread: 1,000 rows take milliseconds
+            to compare and more to render, and the event loop answers heartbeats)."""
+            rows = ui.fleet()
+            changed, gone = fleet_changes(shown, rows)
+            moved = fleet_beats(beats, rows)
+            now = ui.now()
+            update: dict[str, Any] = {"now": now, "hb": {"node-" + n: at for n, at in moved.items()}}
+            if changed or gone:
+                update["rows"] = {r.dom_id: str(row_html(r, may_act, now)) for r in changed}
+                update["gone"] = ["node-" + n for n in gone]
+                update["summary"] = str(summary_html(fleet_summary(rows)))
+                shown = {r.name: r for r in rows}
+            beats.update(moved)
+            for name in gone:
+                beats.pop(name, None)
+            return update, shown
+
         async def body() -> AsyncIterator[str]:
             shown = ui.recall_fleet(view)
             beats = {name: r.heartbeat for name, r in shown.items()}
             seen, checked = notifier.version("events"), [service.clock.monotonic()]
             while await still_valid(request, viewer, checked):
-                rows = ui.fleet()
-                changed, gone = fleet_changes(shown, rows)
-                moved = fleet_beats(beats, rows)
-                now = ui.now()
-                update: dict[str, Any] = {"now": now, "hb": {"node-" + n: at for n, at in moved.items()}}
-                if changed or gone:
-                    update["rows"] = {r.dom_id: str(row_html(r, may_act, now)) for r in changed}
-                    update["gone"] = ["node-" + n for n in gone]
-                    update["summary"] = str(summary_html(fleet_summary(rows)))
-                    shown = {r.name: r for r in rows}
-                beats.update(moved)
-                for name in gone:
-                    beats.pop(name, None)
+                update, shown = await asyncio.to_thread(step, shown, beats)
                 yield sse("rows", update)
                 seen = await notifier.wait("events", seen, TICK)
             yield sse("logout", {})
 
         return stream(body())
 
-    @r.get("/events")
+    @r.get("/event-feed")
     async def events(request: Request, viewer: Viewer = look, after: Annotated[int, Query(ge=0)] = 0) -> Any:
         need(viewer, Action.READ_NODE)
         event_row = ui.macro("event_row")

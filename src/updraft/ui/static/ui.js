@@ -208,7 +208,7 @@
       tr.hidden = !terms.every((t) => hay.includes(t));
     }
     filterBox.addEventListener("input", () => { for (const tr of tbody.rows) filterRow(tr); });
-    listen("/ui/live/events?after=" + encodeURIComponent(table.dataset.last || "0"), {
+    listen("/ui/live/event-feed?after=" + encodeURIComponent(table.dataset.last || "0"), {
       events(data) {
         const frag = document.createDocumentFragment();
         for (const html of data.rows) { const tr = fromHtml(html); filterRow(tr); frag.appendChild(tr); }
