@@ -299,3 +299,9 @@ def test_node_affinity_keys_and_values_follow_the_grammar() -> None:
     assert locs(SubmitRequest, affinity("zone\n", ["a"])) == [f"{where}.key"]
     assert locs(SubmitRequest, affinity("zone", ["\ud800"])) == [f"{where}.values.0"]
     assert locs(SubmitRequest, affinity("zone", ["x" * 64])) == [f"{where}.values.0"]
+
+
+@pytest.mark.parametrize("image", ["busybox\n", "busybox:1\n", "busybox:v1\u00e9", "busybox:\u0661"])
+def test_an_image_reference_is_ascii_and_whole(image: str) -> None:
+    """``$`` alone lets a trailing newline through and ``\\w`` any Unicode letter: both are refused."""
+    assert locs(SubmitRequest, json.dumps({"image": image})) == ["image"]

@@ -17,7 +17,8 @@ from updraft.errors import ValidationError
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REF = re.compile(
     rf"^(?P<name>(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$",
+    re.ASCII,
 )
 DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
@@ -32,7 +33,7 @@ class ImageRef:
 
     @classmethod
     def parse(cls, text: str) -> ImageRef:
-        match = _REF.match(text)
+        match = _REF.fullmatch(text)  # not match: "$" lets a trailing newline through
         if not match:
             raise ValidationError(f"image: {text!r} is not a valid image reference", field="image", image=text)
         name = match.group("name")

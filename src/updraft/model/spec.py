@@ -40,7 +40,8 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)"
 IMAGE_REF = re.compile(
     rf"^(?P<name>{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>[\w][\w.-]{{0,127}}))?"
-    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$",
+    re.ASCII,  # \w is [A-Za-z0-9_] as in Docker's grammar, not any Unicode letter
 )
 
 
@@ -341,7 +342,7 @@ class TaskSpec(_Strict):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
-        if not IMAGE_REF.match(v):
+        if not IMAGE_REF.fullmatch(v):  # fullmatch: "$" alone would let a trailing newline through
             raise ValueError(f"{v!r} is not a valid image reference (name[:tag][@sha256:digest])")
         return v
 

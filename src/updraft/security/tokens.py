@@ -132,7 +132,7 @@ def hash_token(token: str) -> str:
 
 def token_id(token: str) -> str | None:
     """The public id of a well-formed token (the store's lookup key), or None."""
-    match = _TOKEN.match(token)
+    match = _TOKEN.fullmatch(token)
     return match.group(1) if match else None
 
 
@@ -228,7 +228,7 @@ def may_bind(record: TokenRecord, name: str, holders: Iterable[TokenRecord], now
 
 def parse_duration(text: str) -> float:
     """``"3600"``, ``"90m"``, ``"12h"``, ``"30d"``, ``"2w"`` → seconds (for ``--ttl``)."""
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if not match or int(match.group(1)) == 0:
         raise ValidationError(f"ttl: {text[:40]!r} is not a duration (e.g. 3600, 90m, 12h, 30d, 2w)", field="ttl")
     return float(int(match.group(1)) * _UNITS[match.group(2)])
