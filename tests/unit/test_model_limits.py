@@ -305,3 +305,8 @@ def test_node_affinity_keys_and_values_follow_the_grammar() -> None:
 def test_an_image_reference_is_ascii_and_whole(image: str) -> None:
     """``$`` alone lets a trailing newline through and ``\\w`` any Unicode letter: both are refused."""
     assert locs(SubmitRequest, json.dumps({"image": image})) == ["image"]
+
+
+def test_a_quantity_is_one_line() -> None:
+    assert locs(SubmitRequest, spec_json(resources={"requests": {"cpu": "500m\n"}})) == ["resources.requests.cpu"]
+    assert locs(NodeRegistration, json.dumps({"capacity": {"cpu": "1\r", "memory": "1Gi"}})) == ["capacity.cpu"]

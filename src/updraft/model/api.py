@@ -21,6 +21,7 @@ from updraft.model.limits import (
     Labels,
     Line,
     Percent,
+    Quantity,
     Tags,
     TaskId,
     Text,
@@ -40,8 +41,8 @@ class CapacitySpec(_Body, ExtendedKeys):
 
     model_config = ConfigDict(extra="allow")
 
-    cpu: str = Field(json_schema_extra=CPU_DOC)
-    memory: str = Field(json_schema_extra=MEMORY_DOC)
+    cpu: Quantity = Field(json_schema_extra=CPU_DOC)
+    memory: Quantity = Field(json_schema_extra=MEMORY_DOC)
 
     def to_capacity(self) -> Capacity:
         """The parsed capacity a Node stores (fields named as the errors name them: capacity.cpu, …)."""

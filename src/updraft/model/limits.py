@@ -115,6 +115,8 @@ ImageName = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(c
 # -- quantities (documented in the OpenAPI; parsed and judged by model.quantity) ----------------------------
 CPU_PATTERN = r"^[0-9]{1,19}([.][0-9]{1,9})?m?$"
 MEMORY_PATTERN = r"^[0-9]{1,19}([.][0-9]{1,9})?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?$"
+Quantity = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_line)]
+"""A quantity as written (``"500m"``, ``" 1Gi "``): one line; its grammar is judged by model.quantity."""
 CPU_DOC: JsonDict = {"pattern": CPU_PATTERN, "maxLength": 32, "examples": ["500m", "2"]}
 MEMORY_DOC: JsonDict = {"pattern": MEMORY_PATTERN, "maxLength": 32, "examples": ["256Mi", "1Gi"]}
 

@@ -31,6 +31,7 @@ from updraft.model.limits import (
     Line,
     NodeName,
     OptionalLabelKey,
+    Quantity,
     Seconds,
 )
 from updraft.model.quantity import check_extended_name, parse_cpu, parse_memory
@@ -135,8 +136,8 @@ class ResourceList(_Strict, ExtendedKeys):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    cpu: str | None = Field(default=None, json_schema_extra=CPU_DOC)
-    memory: str | None = Field(default=None, json_schema_extra=MEMORY_DOC)
+    cpu: Quantity | None = Field(default=None, json_schema_extra=CPU_DOC)
+    memory: Quantity | None = Field(default=None, json_schema_extra=MEMORY_DOC)
 
     @field_validator("cpu")
     @classmethod
