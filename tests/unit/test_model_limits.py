@@ -253,8 +253,15 @@ _spec = st.fixed_dictionaries(
         "reschedule_after": _hostile_float,
         "volumes": st.lists(_hostile_text, max_size=2),
         "resources": st.fixed_dictionaries(
-            {}, optional={"requests": st.fixed_dictionaries({}, optional={"cpu": _quantity, "memory": _quantity})}
+            {}, optional={"requests": st.fixed_dictionaries(
+                {}, optional={"cpu": _quantity, "memory": _quantity, "x.io/gpu": _hostile_int}
+            )}
         ),
+        "affinity": st.fixed_dictionaries({"nodeAffinity": st.fixed_dictionaries({
+            "requiredDuringSchedulingIgnoredDuringExecution": st.fixed_dictionaries({"nodeSelectorTerms": st.lists(
+                st.fixed_dictionaries({"matchExpressions": st.lists(st.fixed_dictionaries({
+                    "key": _hostile_text, "operator": st.sampled_from(["In", "Exists", "Gt"]),
+                    "values": st.lists(_hostile_text, max_size=2)}), max_size=2)}), min_size=1, max_size=2)})})}),
         "tolerations": st.lists(
             st.fixed_dictionaries({"key": _hostile_text, "operator": st.just("Exists")}), max_size=2
         ),
