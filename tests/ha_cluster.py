@@ -97,10 +97,12 @@ class HaCluster(Cluster):
 
     def server_args(self, i: int) -> list[str]:
         cfg = self.dir / f"server{i}.json"
-        config = {"image_policy": "off", **self.server_config, "store": "etcd", "etcd_endpoints": self.etcd.endpoints,
+        # auth off (loopback): HA is what these exercise; tokens are per data dir (docs/security.md)
+        config = {"image_policy": "off", "auth": False, **self.server_config, "store": "etcd",
+                  "etcd_endpoints": self.etcd.endpoints,
                   "etcd_prefix": self.prefix, "etcd_lease_ttl": self.lease_ttl, "server_id": f"s{i}"}
         cfg.write_text(json.dumps(config))
-        return [sys.executable, "-m", "updraft.cli.main", "server", "--port", str(self.ports[i]),
+        return [sys.executable, "-m", "updraft.main", "server", "--port", str(self.ports[i]),
                 "--data-dir", str(self.dir / f"server{i}"), "--config", str(cfg)]
 
     def start_servers(self) -> None:

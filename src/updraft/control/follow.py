@@ -49,7 +49,7 @@ def reload_state(state: ClusterState, store: EtcdStore) -> int:
     with state.lock:
         epoch = state.epoch
         for name, value in vars(fresh).items():
-            if name != "lock":
+            if name not in ("lock", "_load"):  # the same lock, and the same way to read a placed task
                 setattr(state, name, value)
         state.epoch = epoch + 1
     return start
@@ -181,7 +181,7 @@ class Follower:
         decoded = {**kv, "key": key, "value": base64.b64decode(kv.get("value", "")).decode()}
         if kind == "tasks":
             task = self.store.parse_task(decoded)
-            held = self.state.task(task.id) if task else None
+            held = self.state.tasks.get(task.id) if task else None  # the compact record: no store read
             if task is not None and (held is None or held.revision < rev):
                 txn.tasks.append((task, 0))
         else:

@@ -147,6 +147,7 @@ class HighAvailability:
                 "members": members, "etcd": etcd, "problems": problems}
 
     def router(self) -> APIRouter:
+        """``GET /v1/cluster`` (the server mounts it behind its guard, as a node read)."""
         r = APIRouter(prefix="/v1")
 
         @r.get("/cluster", tags=["cluster"])
