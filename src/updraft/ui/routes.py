@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from updraft.errors import Forbidden, NotFound, Unauthorized, UpdraftError
+from updraft.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized, UpdraftError
 from updraft.model import Node, Task, TaskState
 from updraft.security.redaction import redact_task
 from updraft.security.tokens import Action
@@ -28,6 +28,7 @@ TASKS_SCANNED = 5000
 FLOW_WINDOWS = (1, 5, 15)
 LOG_LINES = 10_000
 NODE_ACTIONS = ("cordon", "uncordon", "drain")
+MAX_FORM_BYTES = 8192
 
 
 def _forbid(viewer: Viewer, action: Action) -> None:
@@ -37,8 +38,8 @@ def _forbid(viewer: Viewer, action: Action) -> None:
 
 async def _form(request: Request) -> dict[str, str]:
     body = await request.body()
-    if len(body) > 8192:
-        raise Forbidden("form too large", reason="invalid")
+    if len(body) > MAX_FORM_BYTES:
+        raise PayloadTooLarge(f"body: larger than {MAX_FORM_BYTES} bytes", field="body", limit=MAX_FORM_BYTES)
     parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {k: v[0] for k, v in parsed.items()}
 
