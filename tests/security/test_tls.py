@@ -10,14 +10,13 @@ import datetime as dt
 import json
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.cluster import Proc, free_port, wait_for
+from tests.cluster import Cluster, Proc, free_port, wait_for
 from updraft.security import pki
 from updraft.security.serving import client_ssl
 
@@ -41,7 +40,7 @@ def _server(tmp: Path, **config: object) -> tuple[Proc, int]:
     port = free_port()
     cfg = tmp / f"server-{port}.json"
     cfg.write_text(json.dumps({"port": port, "data_dir": str(tmp / f"data-{port}"), **config}))
-    proc = Proc([sys.executable, "-m", "updraft.cli.main", "server", "--config", str(cfg)], tmp / f"server-{port}.log")
+    proc = Proc([*Cluster(tmp)._cli(), "server", "--config", str(cfg)], tmp / f"server-{port}.log")
     return proc, port
 
 
@@ -113,6 +112,6 @@ def test_unsafe_listeners_are_refused_at_start(tmp_path: Path, config: dict[str,
     port = free_port()
     cfg = tmp_path / "server.json"
     cfg.write_text(json.dumps({"port": port, "data_dir": str(tmp_path / "data"), **config}))
-    run = subprocess.run([sys.executable, "-m", "updraft.cli.main", "server", "--config", str(cfg)],
+    run = subprocess.run([*Cluster(tmp_path)._cli(), "server", "--config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and why in run.stdout + run.stderr, run.stdout[-2000:] + run.stderr[-2000:]
