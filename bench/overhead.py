@@ -43,7 +43,7 @@ def updraft_cli() -> list[str]:
     if exe.exists():
         return [str(exe)]
     found = shutil.which("updraft")
-    return [found] if found else [sys.executable, "-m", "updraft.cli.main"]
+    return [found] if found else [sys.executable, "-m", "updraft.main"]
 
 
 def rss_mb(pid: int) -> float:

@@ -111,12 +111,15 @@ class Cluster:
         self.url = f"http://127.0.0.1:{self.port}"
         self.cluster_id = f"test-{self.port}"
         self.server_config = server_config or {}
+        self.admin_token: str | None = None
+        """The server's first-start admin token (DATA_DIR/admin.token), read once the server is up."""
         self.server: Proc | None = None
         self.agents: dict[str, Proc] = {}
         self.agent_ports: dict[str, int] = {}
+        self.agent_tokens: dict[str, str] = {}
 
     def _cli(self) -> list[str]:
-        return [sys.executable, "-m", "updraft.cli.main"]
+        return [sys.executable, "-m", "updraft.main"]
 
     def start_server(self, prefix: list[str] | None = None, **extra: Any) -> Proc:
         import json
@@ -126,7 +129,33 @@ class Cluster:
         self.server = Proc([*(prefix or []), *self._cli(), "server", "--port", str(self.port), "--data-dir", str(self.dir / "server"),
                             "--config", str(cfg)], self.dir / "server.log")
         self.wait_ready()
+        self.read_admin_token()
         return self.server
+
+    def read_admin_token(self) -> str | None:
+        """Authentication is on by default: the tests act as the admin the server created at its first start."""
+        path = self.dir / "server" / "admin.token"
+        if path.exists():
+            self.admin_token = path.read_text().strip()
+        return self.admin_token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+
+    def env(self) -> dict[str, str]:
+        """Environment for a CLI process run against this cluster (the token never goes in argv)."""
+        return {**os.environ, "UPDRAFT_SERVER": self.url, **({"UPDRAFT_TOKEN": self.admin_token} if self.admin_token else {})}
+
+    def node_token(self, name: str) -> str | None:
+        """A node token that acts only as ``name`` (what `updraft token create --role node --node NAME` prints)."""
+        import httpx
+
+        if not self.admin_token:
+            return None
+        r = httpx.post(f"{self.url}/v1/tokens", json={"role": "node", "node": name}, headers=self.headers, timeout=10)
+        r.raise_for_status()
+        return str(r.json()["token"])
 
     def wait_ready(self, timeout: float = 30) -> None:
         import httpx
@@ -162,7 +191,10 @@ class Cluster:
         for path in [str(self.dir)] if allow_host_paths is None else allow_host_paths:
             args += ["--allow-host-path", path]
         args += extra or []
-        proc = Proc(args, self.dir / f"agent-{name}.log", env=env)
+        token = self.node_token(name) if name not in self.agent_tokens else self.agent_tokens[name]
+        if token:
+            self.agent_tokens[name] = token
+        proc = Proc(args, self.dir / f"agent-{name}.log", env={**({"UPDRAFT_TOKEN": token} if token else {}), **(env or {})})
         self.agents[name] = proc
         if wait:
             self.wait_node(name)
@@ -175,7 +207,7 @@ class Cluster:
             proc = self.agents.get(name)
             if proc is not None and not proc.alive():
                 raise RuntimeError(f"agent {name} exited:\n" + proc.tail())
-            r = httpx.get(f"{self.url}/v1/nodes/{name}", timeout=1)
+            r = httpx.get(f"{self.url}/v1/nodes/{name}", timeout=1, headers=self.headers)
             return r.status_code == 200 and r.json()["state"] == state
 
         wait_for(check, timeout, what=f"node {name} {state}")
@@ -183,7 +215,7 @@ class Cluster:
     def client(self) -> Any:
         from updraft.sdk import Client
 
-        return Client(self.url)
+        return Client(self.url, token=self.admin_token)
 
     def close(self) -> None:
         for proc in self.agents.values():

@@ -67,7 +67,17 @@ class ServerSettings(_Settings):
     host: str = "127.0.0.1"
     port: int = Field(default=8470, ge=0, le=65535)
     data_dir: Path = Field(default_factory=lambda: default_data_dir("server"))
-    token: str | None = Field(default=None, repr=False)
+    token: str | None = Field(
+        default=None, repr=False, description="not used by the server (a warning says so); see `updraft token create`"
+    )
+    auth: bool = Field(default=True, description="authenticate every request (off only on loopback: --no-auth)")
+    tokens_file: Path | None = Field(
+        default=None, description="token records (hashes); default DATA_DIR/tokens.json; servers of one cluster share it"
+    )
+    insecure_http: bool = Field(default=False, description="allow plain HTTP off loopback")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = Field(default=None, description="require client certificates signed by this CA")
     policy: Policy = Policy()
     heartbeat_interval: float = Field(default=1.0, gt=0)
     scheduler_interval: float = Field(default=0.5, gt=0)

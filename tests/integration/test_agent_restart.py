@@ -27,7 +27,7 @@ def _running(engine: docker.DockerClient, cid: str) -> bool:
 
 
 def _node_state(cluster: Cluster, name: str) -> str:
-    return str(httpx.get(f"{cluster.url}/v1/nodes/{name}", timeout=2).json()["state"])
+    return str(httpx.get(f"{cluster.url}/v1/nodes/{name}", timeout=2, headers=cluster.headers).json()["state"])
 
 
 def _task(seconds: float, **fields: object) -> dict[str, object]:

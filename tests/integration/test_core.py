@@ -219,16 +219,16 @@ def test_sdk_errors_are_project_classes(two_nodes: Cluster) -> None:
 
 
 def test_cli_run_exits_with_task_code_and_prints_where(two_nodes: Cluster) -> None:
-    cli = [sys.executable, "-m", "updraft.cli.main"]
+    cli = [sys.executable, "-m", "updraft.main"]
     env_server = ["--server", two_nodes.url]
     out = subprocess.run([*cli, "run", "--origin", "edge", *env_server, BASE_IMAGE, "python3", "-c",
-                          "print('from the task'); raise SystemExit(7)"], capture_output=True, text=True, timeout=120)
+                          "print('from the task'); raise SystemExit(7)"], capture_output=True, text=True, timeout=120, env=two_nodes.env())
     assert out.returncode == 7, out.stderr
     assert "from the task" in out.stdout
     assert "on edge (local)" in out.stderr
-    ps = subprocess.run([*cli, "ps", *env_server], capture_output=True, text=True, timeout=30)
+    ps = subprocess.run([*cli, "ps", *env_server], capture_output=True, text=True, timeout=30, env=two_nodes.env())
     assert ps.returncode == 0 and "failed" in ps.stdout
-    nodes = subprocess.run([*cli, "nodes", *env_server], capture_output=True, text=True, timeout=30)
+    nodes = subprocess.run([*cli, "nodes", *env_server], capture_output=True, text=True, timeout=30, env=two_nodes.env())
     assert "edge" in nodes.stdout and "cloud" in nodes.stdout
-    drain = subprocess.run([*cli, "node", "cordon", "cloud", *env_server], capture_output=True, text=True, timeout=30)
+    drain = subprocess.run([*cli, "node", "cordon", "cloud", *env_server], capture_output=True, text=True, timeout=30, env=two_nodes.env())
     assert drain.returncode == 0 and "cordoned=True" in drain.stdout

@@ -46,19 +46,20 @@ def server(tmp_path: Path) -> Iterator[Cluster]:
         c.close()
 
 
-def _events(url: str) -> list[dict[str, object]]:
+def _events(c: Cluster) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     after = 0
     while True:
-        page = httpx.get(f"{url}/v1/events", params={"after": after, "limit": 10000}, timeout=10).json()
+        page = httpx.get(f"{c.url}/v1/events", params={"after": after, "limit": 10000}, timeout=10,
+                         headers=c.headers).json()
         if not page:
             return out
         out += page
         after = page[-1]["id"]
 
 
-def _tasks(url: str) -> list[dict[str, object]]:
-    return list(httpx.get(f"{url}/v1/tasks", params={"limit": 10000}, timeout=30).json())
+def _tasks(c: Cluster) -> list[dict[str, object]]:
+    return list(httpx.get(f"{c.url}/v1/tasks", params={"limit": 10000}, timeout=30, headers=c.headers).json())
 
 
 def test_thousand_submits_over_a_lossy_jittery_link_make_exactly_a_thousand_tasks(server: Cluster) -> None:
@@ -66,7 +67,7 @@ def test_thousand_submits_over_a_lossy_jittery_link_make_exactly_a_thousand_task
         # No keep-alive: every attempt opens a connection, so 5 % of *requests* meet a dropped one, not 5 % of
         # the handful of pooled connections.
         no_reuse = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
-        http = HttpClient(proxy.url, transport=no_reuse)
+        http = HttpClient(proxy.url, transport=no_reuse, token=server.admin_token)
         keys = [f"links-{i:04d}" for i in range(SUBMITS)]
         errors: list[BaseException] = []
 
@@ -92,10 +93,10 @@ def test_thousand_submits_over_a_lossy_jittery_link_make_exactly_a_thousand_task
     assert counters["dropped"] >= 10, counters
     assert stats.retries >= counters["dropped"], (stats, counters)
 
-    stored = _tasks(server.url)
+    stored = _tasks(server)
     assert len(stored) == SUBMITS, f"the server holds {len(stored)} tasks for {SUBMITS} submits"
     assert {t["id"] for t in stored} == set(ids)
-    submitted = [e for e in _events(server.url) if e["kind"] == "submitted"]
+    submitted = [e for e in _events(server) if e["kind"] == "submitted"]
     assert len(submitted) == SUBMITS
     db = sqlite3.connect(f"file:{server.dir / 'server' / 'updraft.db'}?mode=ro", uri=True)
     try:
@@ -120,11 +121,11 @@ def test_heartbeats_over_the_same_link_raise_no_suspicion(server: Cluster) -> No
             # so its requests keep opening new connections and the 5 % drop applies to them.
             time.sleep(CHURN)
             proxy.reset_all()
-        node = httpx.get(f"{server.url}/v1/nodes/far", timeout=5).json()
+        node = httpx.get(f"{server.url}/v1/nodes/far", timeout=5, headers=server.headers).json()
         counters = dict(proxy.counters)
         agent = server.agents["far"]
         assert agent.alive(), agent.tail()
-    suspicions = [e for e in _events(server.url) if e["kind"] in SUSPICION]
+    suspicions = [e for e in _events(server) if e["kind"] in SUSPICION]
     assert suspicions == [], suspicions
     assert node["state"] == "ready"
     assert time.time() - node["last_heartbeat"] < 3
@@ -134,19 +135,20 @@ def test_heartbeats_over_the_same_link_raise_no_suspicion(server: Cluster) -> No
 
 def test_two_servers_behind_one_endpoint_set_stopping_one_sends_traffic_to_the_other(tmp_path: Path) -> None:
     with (
-        Cluster(tmp_path / "a", server_config={"image_policy": "off"}) as a,
-        Cluster(tmp_path / "b", server_config={"image_policy": "off"}) as b,
+        Cluster(tmp_path / "a", server_config={"image_policy": "off", "tokens_file": str(tmp_path / "tokens.json")}) as a,
+        Cluster(tmp_path / "b", server_config={"image_policy": "off", "tokens_file": str(tmp_path / "tokens.json")}) as b,
     ):
         a.start_server()
         b.start_server()
+        b.admin_token = a.admin_token  # the two servers share their token records: one admin, one node token
         servers = f"{a.url} fail_timeout=3s, {b.url} backup"
         a.start_agent("edge", server=servers, cpus="0.5", memory="256Mi", load_source="containers")
-        with Client(servers) as c:
+        with Client(servers, token=a.admin_token) as c:
             before = [
                 c.submit(image=NOOP_IMAGE, command=["sleep", "600"], resources={"requests": {"cpu": "64"}}).id
                 for _ in range(10)
             ]
-            assert len(_tasks(a.url)) == 10 and _tasks(b.url) == []  # the backup takes nothing while A is up
+            assert len(_tasks(a)) == 10 and _tasks(b) == []  # the backup takes nothing while A is up
 
             assert a.server is not None
             a.server.stop()
@@ -156,13 +158,13 @@ def test_two_servers_behind_one_endpoint_set_stopping_one_sends_traffic_to_the_o
             after = [first.id] + [
                 c.submit(image=NOOP_IMAGE, command=["true"], resources={"requests": {"cpu": "64"}}).id for _ in range(9)
             ]
-            assert {t["id"] for t in _tasks(b.url)} == set(after)
+            assert {t["id"] for t in _tasks(b)} == set(after)
             assert failover < 2.0, f"the first submit after A stopped took {failover:.2f} s"
 
             # The agent follows: its heartbeats reach B, which does not know it, so it registers there. (It runs
             # nothing: B would fence A's tasks, which it does not know — see docs/net.md.)
             wait_for(
-                lambda: httpx.get(f"{b.url}/v1/nodes/edge", timeout=1).json()["state"] == "ready",
+                lambda: httpx.get(f"{b.url}/v1/nodes/edge", timeout=1, headers=b.headers).json()["state"] == "ready",
                 15,
                 what="agent registered with B",
             )
@@ -172,5 +174,5 @@ def test_two_servers_behind_one_endpoint_set_stopping_one_sends_traffic_to_the_o
             a.wait_ready()
             time.sleep(3.5)
             back = c.submit(image=NOOP_IMAGE, command=["true"], resources={"requests": {"cpu": "64"}})
-            assert back.id in {t["id"] for t in _tasks(a.url)}
-            assert set(before) <= {t["id"] for t in _tasks(a.url)}  # A's own store was never touched by B
+            assert back.id in {t["id"] for t in _tasks(a)}
+            assert set(before) <= {t["id"] for t in _tasks(a)}  # A's own store was never touched by B

@@ -30,7 +30,8 @@ CLIENT_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 class Prometheus:
     """Debian's prometheus, started with scripts/prometheus.sh on a generated config; stopped on exit."""
 
-    def __init__(self, workdir: Path, jobs: dict[str, list[str]]) -> None:
+    def __init__(self, workdir: Path, jobs: dict[str, list[str]], tokens: dict[str, str] | None = None) -> None:
+        """``tokens``: job → bearer token for that job's scrapes (the server's /metrics needs a credential)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "UPDRAFT_STATE_DIR": str(workdir / "prometheus")}
@@ -38,7 +39,9 @@ class Prometheus:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(ROOT / "deploy/prometheus/alerts.yml")],
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": targets}]} for job, targets in jobs.items()
+                {"job_name": job, "static_configs": [{"targets": targets}],
+                 **({"authorization": {"credentials": (tokens or {})[job]}} if job in (tokens or {}) else {})}
+                for job, targets in jobs.items()
             ],
         }
         self.config = workdir / "prometheus.yml"
@@ -159,7 +162,9 @@ def test_prometheus_sees_the_workload_and_promtool_accepts_the_metrics(cluster: 
         "updraft-server": [f"127.0.0.1:{cluster.port}"],
         "updraft-agent": [f"127.0.0.1:{cluster.agent_ports[n]}" for n in ("obs-edge", "obs-cloud")],
     }
-    with Prometheus(tmp_path, jobs) as prom:
+    scrape = httpx.post(f"{cluster.url}/v1/tokens", json={"role": "metrics"}, headers=cluster.headers, timeout=10)
+    assert scrape.status_code == 201, scrape.text
+    with Prometheus(tmp_path, jobs, tokens={"updraft-server": scrape.json()["token"]}) as prom:
         prom.wait_value('sum(up{job=~"updraft-.*"})', 3)
         prom.wait_value('sum(updraft_offload_decisions_total{outcome="offload"})', offloaded)
         prom.wait_value('sum(updraft_offload_decisions_total{outcome="local"})', kept)
@@ -184,7 +189,8 @@ def test_prometheus_sees_the_workload_and_promtool_accepts_the_metrics(cluster: 
         groups = httpx.get(f"{prom.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
         assert {r["name"] for g in groups for r in g["rules"]} >= {"UpdraftNodeUnreachable", "UpdraftOffloadRateHigh"}
 
-    for name, text in [("server", httpx.get(cluster.url + "/metrics", timeout=5).text),
+    assert httpx.get(cluster.url + "/metrics", timeout=5).status_code == 401  # no credential, no metrics
+    for name, text in [("server", httpx.get(cluster.url + "/metrics", timeout=5, headers=cluster.headers).text),
                        ("obs-edge", agent_metrics(cluster, "obs-edge")),
                        ("obs-cloud", agent_metrics(cluster, "obs-cloud"))]:
         checked = promtool("check", "metrics", stdin=text.encode())
@@ -233,7 +239,7 @@ def test_one_trace_spans_server_agent_and_container(tmp_path: Path) -> None:
     exporter = InMemorySpanExporter()
     server_tracing = tracing.setup("server", env={}, exporter=exporter)
     agent_tracing = tracing.setup("agent", "obs-trace", env={}, exporter=exporter)
-    with in_process_server(ServerSettings(data_dir=tmp_path / "server"), server_tracing) as url:
+    with in_process_server(ServerSettings(data_dir=tmp_path / "server", auth=False), server_tracing) as url:
         agent = Agent(AgentSettings(server=url, name="obs-trace", data_dir=tmp_path / "agent", cpus="1",
                                     memory="1Gi", load_source="containers"), tracing=agent_tracing)
         agent.start()
@@ -338,7 +344,7 @@ def test_failing_liveness_probe_restarts_the_container(cluster: Cluster) -> None
 def test_json_logs_carry_task_attempt_and_trace(cluster: Cluster) -> None:
     cluster.start_server(log_format="json")
     cluster.start_agent("obs-json", env={"UPDRAFT_LOG_FORMAT": "json"})
-    resp = httpx.post(cluster.url + "/v1/tasks", headers={"traceparent": CLIENT_TRACEPARENT},
+    resp = httpx.post(cluster.url + "/v1/tasks", headers={"traceparent": CLIENT_TRACEPARENT, **cluster.headers},
                       json={"image": BASE_IMAGE, "command": ["true"], "origin": "obs-json"})
     with cluster.client() as c:
         task = c.wait(resp.json()["id"], timeout=60)
@@ -367,8 +373,8 @@ def test_updraft_top_shows_load_against_thresholds_and_where_tasks_ran(cluster: 
                        resources={"requests": {"cpu": "500m"}})
         wait_for(lambda: c.get(hog.id).state == "running", 30, what="hog running")
         moved = c.run(image=BASE_IMAGE, command=["true"], origin="obs-edge", timeout=60)
-        out = subprocess.run([sys.executable, "-m", "updraft.cli.main", "top", "--once", "--server", cluster.url],
-                             capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "220"})
+        out = subprocess.run([sys.executable, "-m", "updraft.main", "top", "--once", "--server", cluster.url],
+                             capture_output=True, text=True, timeout=60, env={**cluster.env(), "COLUMNS": "220"})
         c.cancel(hog.id)
     assert out.returncode == 0, out.stderr
     screen = out.stdout

@@ -126,7 +126,7 @@ def fetch_wheels() -> None:
 
 
 def updraft(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "updraft.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "updraft.main", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 

@@ -19,7 +19,7 @@ NODE = {"capacity": {"cpu": "2", "memory": "2Gi"}, "tags": ["edge"]}
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as client:
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path, auth=False))) as client:  # auth: tests below
         yield client
 
 
@@ -185,12 +185,18 @@ def test_openapi_lists_the_routes(api: TestClient) -> None:
 # -- auth ------------------------------------------------------------------------------------------------
 
 
-def test_bearer_token_enforced(tmp_path: Path) -> None:
-    with TestClient(create_app(ServerSettings(data_dir=tmp_path, token="s3cret"))) as api:
+def test_authentication_is_on_by_default(tmp_path: Path) -> None:
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as api:
+        admin = (tmp_path / "admin.token").read_text().strip()  # written at the first start, 0600
+        assert (tmp_path / "admin.token").stat().st_mode & 0o777 == 0o600
         body = error(api.get("/v1/tasks"), 401, "unauthorized")
-        assert body["details"] == {"field": "authorization"}
+        assert body["details"] == {"reason": "missing"}
         error(api.get("/v1/tasks", headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
         error(api.post("/v1/tasks", json=TASK), 401, "unauthorized")
-        ok = api.get("/v1/tasks", headers={"Authorization": "Bearer s3cret"})
+        for closed in ("/metrics", "/openapi.json", "/docs"):
+            assert api.get(closed).status_code == 401, closed
+        ok = api.get("/v1/tasks", headers={"Authorization": f"Bearer {admin}"})
         assert ok.status_code == 200 and ok.json() == []
+        assert api.get("/openapi.json", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
         assert api.get("/health").status_code == 200  # probes stay open
+    assert admin not in (tmp_path / "tokens.json").read_text()  # only its hash is kept

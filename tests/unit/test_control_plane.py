@@ -14,7 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from updraft.clock import FakeClock
 from updraft.control import ControlService
-from updraft.control.api import Admission
+from updraft.control.edge import Admission
 from updraft.control.failover import check_nodes, drift
 from updraft.errors import Busy
 from updraft.model import Event, EventKind, NodeState, TaskState

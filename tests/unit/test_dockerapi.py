@@ -200,7 +200,7 @@ def test_plan_is_plain_data() -> None:
 def test_the_agent_refuses_a_docker_api_beyond_loopback(tmp_path: Any) -> None:
     from typer.testing import CliRunner
 
-    from updraft.cli.main import app
+    from updraft.main import app
 
     result = CliRunner().invoke(app, ["agent", "--name", "edge", "--data-dir", str(tmp_path),
                                       "--docker-api", "tcp://0.0.0.0:2375"])

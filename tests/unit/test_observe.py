@@ -79,7 +79,7 @@ def test_otel_spans_continue_the_parent_and_record_errors() -> None:
 def test_server_stores_the_submit_context_and_records_the_schedule_span(tmp_path: Path) -> None:
     exporter = InMemorySpanExporter()
     tr = tracing.setup("server", env={}, exporter=exporter)
-    with TestClient(create_app(ServerSettings(data_dir=tmp_path), tracing=tr)) as api:
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path, auth=False), tracing=tr)) as api:
         api.put("/v1/nodes/n1", json={"capacity": {"cpu": "2", "memory": "2Gi"}})
         task = api.post("/v1/tasks", json={"image": "busybox", "origin": "n1"}, headers={"traceparent": TRACEPARENT})
         body = task.json()
@@ -144,7 +144,7 @@ def test_offload_disabled_and_predicted_categories() -> None:
 
 
 def test_server_metrics_count_events_and_time_scheduling(tmp_path: Path) -> None:
-    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as api:
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path, auth=False))) as api:
         metrics = api.app.state.metrics  # type: ignore[attr-defined]
         events = [
             Event(at=10.0, kind="submitted", message="submitted from o", task_id="t1"),

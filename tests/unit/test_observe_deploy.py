@@ -39,7 +39,7 @@ def exposed_names(text: str) -> set[str]:
 
 
 def server_exposition(tmp_path: Path) -> str:
-    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as api:
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path, auth=False))) as api:
         api.put("/v1/nodes/n1", json={"capacity": {"cpu": "1", "memory": "1Gi"}})
         return str(api.get("/metrics").text)
 

@@ -30,7 +30,7 @@ def sdk_for(app: FastAPI, token: str | None = None) -> Iterator[Client]:
 
 @pytest.fixture
 def app(tmp_path: Path) -> FastAPI:
-    return create_app(ServerSettings(data_dir=tmp_path))
+    return create_app(ServerSettings(data_dir=tmp_path, auth=False))
 
 
 @pytest.fixture
@@ -112,16 +112,17 @@ def test_too_large_is_a_validation_error_subclass(client: Client) -> None:
 
 
 def test_token(tmp_path: Path) -> None:
-    app = create_app(ServerSettings(data_dir=tmp_path, token="s3cret"))
+    app = create_app(ServerSettings(data_dir=tmp_path))
     with TestClient(app) as tc:
+        admin = (tmp_path / "admin.token").read_text().strip()
         with Client(SERVER, transport=tc._transport) as anonymous, pytest.raises(errors.Unauthorized):
             anonymous.list()
-        with Client(SERVER, token="s3cret", transport=tc._transport) as ok:
+        with Client(SERVER, token=admin, transport=tc._transport) as ok:
             assert ok.list() == []
 
 
 def test_async_client_over_asgi_transport(tmp_path: Path) -> None:
-    app = create_app(ServerSettings(data_dir=tmp_path))
+    app = create_app(ServerSettings(data_dir=tmp_path, auth=False))
 
     async def scenario() -> None:
         async with AsyncClient(SERVER, transport=httpx.ASGITransport(app=app)) as client:

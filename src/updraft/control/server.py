@@ -14,13 +14,19 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from updraft.clock import Clock, SystemClock
-from updraft.control.api import Admission, BodyLimit, build_router, install_error_handlers
+from updraft.control.api import build_router
+from updraft.control.edge import Admission, BodyLimit
 from updraft.control.failover import check_nodes, drift
+from updraft.control.http_errors import error_responses, install_error_handlers
 from updraft.control.notify import Notifier
 from updraft.control.service import ControlService
 from updraft.observe.logs import EventLog
 from updraft.observe.server_metrics import RequestMetrics, ServerMetrics
 from updraft.observe.tracing import NOOP, PlacementSpans, Tracing
+from updraft.security.http import Guard, token_router
+from updraft.security.serving import bootstrap_admin, check_exposure, server_ssl
+from updraft.security.tokenfile import FileTokenStore
+from updraft.security.tokens import Action
 from updraft.settings import ServerSettings
 from updraft.store import SqliteStore, Store
 from updraft.ui import mount as mount_ui
@@ -142,6 +148,20 @@ async def image_pin_loop(service: ControlService) -> None:
             log.exception("image pin pass failed")
 
 
+def _auth(settings: ServerSettings, clock: Clock) -> tuple[FileTokenStore, Guard]:
+    """The token records and the guard every route asks. On a first start, the first admin token is created
+    and written, in clear, only to DATA_DIR/admin.token (0600); the log names the file, never the token."""
+    if settings.token is not None:  # e.g. UPDRAFT_TOKEN exported for the CLI in the shell that starts the server
+        log.warning("the token setting is not used by the server: every caller needs a token of its own "
+                    "(DATA_DIR/admin.token, `updraft token create`; docs/security.md)")
+    tokens = FileTokenStore(settings.tokens_file or settings.data_dir / "tokens.json", clock.now)
+    if settings.auth:
+        path = bootstrap_admin(settings.data_dir, tokens.list_tokens(), tokens.put_token, clock.now())
+        if path is not None:
+            log.warning("first start: an admin token was written to %s (mode 0600)", path)
+    return tokens, Guard(tokens.get_token, clock.now, bind=tokens.bind, enabled=settings.auth)
+
+
 def create_app(
     settings: ServerSettings,
     clock: Clock | None = None,
@@ -202,14 +222,19 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         description="Offload containerized tasks from busy edge devices.",
+        docs_url=None,  # both need a credential: served below, behind the guard
+        openapi_url=None,
     )
+    tokens, guard = _auth(settings, clock)
     app.state.service = service
     app.state.metrics = metrics
     app.state.ha = ha
+    app.state.guard = guard
     install_error_handlers(app)
-    app.include_router(build_router(service, tracing))
+    app.include_router(build_router(service, guard, tracing))
+    app.include_router(token_router(guard, tokens, clock.now, error_responses))
     if ha is not None:
-        app.include_router(ha.router())
+        app.include_router(ha.router(), dependencies=[guard.require(Action.READ_NODE)])
     mount_ui(app, service)  # the web dashboard at /ui (roles from app.state.guard when the server sets one)
 
     @app.get("/health", tags=["probes"])
@@ -222,10 +247,20 @@ def create_app(
             return {"status": "ok"}
         return JSONResponse({"status": "failing", "problems": dead}, status_code=503)
 
-    @app.get("/metrics", tags=["probes"], include_in_schema=False)
+    @app.get("/metrics", tags=["probes"], include_in_schema=False, dependencies=[guard.require(Action.READ_METRICS)])
     def prometheus_metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[guard.require(Action.READ_DOCS)])
+    async def openapi() -> Any:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False, dependencies=[guard.require(Action.READ_DOCS)])
+    async def docs() -> Response:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Updraft API")
 
     @app.get("/ready", tags=["probes"])
     async def ready() -> Any:
@@ -261,6 +296,10 @@ def run(settings: ServerSettings) -> None:
 
     from updraft.observe.tracing import setup
 
+    tls = settings.tls_cert is not None and settings.tls_key is not None
+    for warning in check_exposure(settings.host, auth=settings.auth, tls=tls, insecure_http=settings.insecure_http):
+        log.warning("%s", warning)
+    ssl = server_ssl(settings.tls_cert, settings.tls_key, settings.tls_client_ca) if tls else {}  # type: ignore[arg-type]
     GLIBC.cap_arenas()  # before any worker thread exists
     app = create_app(settings, tracing=setup("server", env=os.environ))
     # log_config=None: uvicorn's own records go through our handlers (text or JSON), not its formatter.
@@ -272,4 +311,5 @@ def run(settings: ServerSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=1,
         log_config=None,
+        **ssl,
     )

@@ -10,9 +10,11 @@ Only :class:`~updraft.security.tokens.TokenRecord` values are written — hashes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,31 +30,58 @@ class FileTokenStore:
         self.path, self.now = path, now
         self._lock = threading.Lock()
         self._records: dict[str, TokenRecord] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
         private_dir(path.parent)
         if path.exists():
-            try:
-                data = json.loads(path.read_text())
-                self._records = {r["id"]: TokenRecord.model_validate(r) for r in data.get("tokens", [])}
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise ValidationError(f"cannot read token records from {path}: {exc}", field="tokens") from exc
+            self._records = self._read()
             if path.stat().st_uid == os.getuid():
                 path.chmod(0o600)
 
+    def _read(self) -> dict[str, TokenRecord]:
+        try:
+            st = self.path.stat()
+            data = json.loads(self.path.read_text())
+            records = {r["id"]: TokenRecord.model_validate(r) for r in data.get("tokens", [])}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValidationError(f"cannot read token records from {self.path}: {exc}", field="tokens") from exc
+        self._stamp = (st.st_mtime_ns, st.st_size)
+        return records
+
+    def _fresh(self) -> dict[str, TokenRecord]:
+        """The records, re-read at most once a second if another server sharing the file changed it."""
+        now = time.monotonic()
+        if now - self._checked >= 1.0:
+            self._checked = now
+            try:
+                st = self.path.stat()
+            except OSError:
+                return self._records
+            if (st.st_mtime_ns, st.st_size) != self._stamp:
+                with self._lock, contextlib.suppress(ValidationError):
+                    self._records = self._read()
+        return self._records
+
+    def _latest(self) -> dict[str, TokenRecord]:
+        """Before a change: what is on disk now (another server may share the file)."""
+        return self._read() if self.path.exists() else self._records
+
     def get_token(self, token_id: str) -> TokenRecord | None:
-        return self._records.get(token_id)
+        return self._fresh().get(token_id)
 
     def list_tokens(self) -> list[TokenRecord]:
-        return sorted(self._records.values(), key=lambda r: (r.created_at, r.id))
+        return sorted(self._fresh().values(), key=lambda r: (r.created_at, r.id))
 
     def put_token(self, record: TokenRecord) -> None:
         with self._lock:
-            records = {**self._records, record.id: record}
+            records = {**self._latest(), record.id: record}
             self._write(records)
             self._records = records
 
     def bind(self, record: TokenRecord, node: str) -> TokenRecord:
         """Bind join token ``record`` to ``node`` unless another live token holds that name (403 ``taken``)."""
         with self._lock:
+            self._records = self._latest()
             current = self._records.get(record.id, record)
             if current.node is not None:  # bound meanwhile (a concurrent first register): judge as bound
                 if current.node != node:
@@ -74,3 +103,5 @@ class FileTokenStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        st = self.path.stat()
+        self._stamp = (st.st_mtime_ns, st.st_size)
