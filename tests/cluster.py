@@ -147,15 +147,18 @@ class Cluster:
         """Environment for a CLI process run against this cluster (the token never goes in argv)."""
         return {**os.environ, "UPDRAFT_SERVER": self.url, **({"UPDRAFT_TOKEN": self.admin_token} if self.admin_token else {})}
 
-    def node_token(self, name: str) -> str | None:
-        """A node token that acts only as ``name`` (what `updraft token create --role node --node NAME` prints)."""
+    def new_token(self, role: str, node: str | None = None) -> str:
+        """What `updraft token create --role ROLE [--node NAME]` prints."""
         import httpx
 
-        if not self.admin_token:
-            return None
-        r = httpx.post(f"{self.url}/v1/tokens", json={"role": "node", "node": name}, headers=self.headers, timeout=10)
+        body = {"role": role, **({"node": node} if node else {})}
+        r = httpx.post(f"{self.url}/v1/tokens", json=body, headers=self.headers, timeout=10)
         r.raise_for_status()
         return str(r.json()["token"])
+
+    def node_token(self, name: str) -> str | None:
+        """A node token that acts only as ``name`` (none while the server runs without authentication)."""
+        return self.new_token("node", name) if self.admin_token else None
 
     def wait_ready(self, timeout: float = 30) -> None:
         import httpx
@@ -194,7 +197,10 @@ class Cluster:
         token = self.node_token(name) if name not in self.agent_tokens else self.agent_tokens[name]
         if token:
             self.agent_tokens[name] = token
-        proc = Proc(args, self.dir / f"agent-{name}.log", env={**({"UPDRAFT_TOKEN": token} if token else {}), **(env or {})})
+        creds = {"UPDRAFT_TOKEN": token} if token else {}
+        if token and (any(flag.startswith("--docker-api") for flag in extra or []) or "UPDRAFT_DOCKER_API" in (env or {})):
+            creds["UPDRAFT_DOCKER_API_TOKEN"] = self.new_token("submitter")
+        proc = Proc(args, self.dir / f"agent-{name}.log", env={**creds, **(env or {})})
         self.agents[name] = proc
         if wait:
             self.wait_node(name)

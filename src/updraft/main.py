@@ -116,6 +116,13 @@ def agent(
     config: Annotated[str | None, typer.Option("--config", "-c")] = None,
     token: Token = None,
     log_format: Annotated[str | None, typer.Option(help="text or json")] = None,
+    docker_api_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="UPDRAFT_DOCKER_API_TOKEN",
+            help="The Docker API's token (a submitter token; from the environment rather than argv).",
+        ),
+    ] = None,
     docker_api: Annotated[
         str | None,
         typer.Option(
@@ -164,7 +171,9 @@ def agent(
         from updraft.dockerapi import serve_docker_api
 
         try:
-            serve_docker_api(docker_api, origin=cfg.name, server=cfg.server, token=cfg.token)
+            # Its own credential: the agent's node token may act only as the node, and a container created
+            # through the Docker API is a submit (UPDRAFT_DOCKER_API_TOKEN: a submitter token).
+            serve_docker_api(docker_api, origin=cfg.name, server=cfg.server, token=docker_api_token or cfg.token)
         except (UpdraftError, OSError) as exc:
             _fail(exc)
     serve_agent(cfg)
