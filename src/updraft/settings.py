@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from updraft.errors import ValidationError
 from updraft.model.limits import NODE_NAME_PATTERN
-from updraft.scheduler.policy import Policy
+from updraft.model.policy import Policy
 
 T = TypeVar("T", bound=BaseModel)
 
