@@ -78,8 +78,8 @@ def heartbeats(url: str, name: str, stop: threading.Event) -> None:
             stop.wait(1.0)
 
 
-def failover_run(etcd: EtcdCluster, workdir: Path, narrate: Any = lambda *_: None) -> dict[str, Any]:
-    ha = HaCluster(workdir, etcd, server_config={"image_policy": "off"})
+def failover_run(etcd: EtcdCluster, workdir: Path, narrate: Any = lambda *_: None, lease_ttl: int = 2) -> dict[str, Any]:
+    ha = HaCluster(workdir, etcd, server_config={"image_policy": "off"}, lease_ttl=lease_ttl)
     stop = threading.Event()
     try:
         ha.start_servers()
@@ -159,6 +159,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0, help="seconds of load per store")
     ap.add_argument("--submitters", type=int, default=32)
     ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--lease-ttl", type=int, default=2, help="etcd_lease_ttl of the servers in the failover runs")
+    ap.add_argument("--failover-only", action="store_true", help="skip the throughput runs; print, do not write")
     ap.add_argument("--demo", action="store_true", help="one narrated failover run; no results file (make demo-ha)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="updraft-ha-bench-"))
@@ -168,8 +170,12 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     with EtcdCluster(work) as etcd:
         for i in range(args.runs):
-            runs.append(failover_run(etcd, work / f"run{i}"))
+            runs.append(failover_run(etcd, work / f"run{i}", lease_ttl=args.lease_ttl))
             print(f"failover run {i + 1}/{args.runs}: {runs[-1]}", flush=True)
+        if args.failover_only:
+            seconds = [r["failover_s"] for r in runs]
+            print(f"lease TTL {args.lease_ttl} s: median failover {statistics.median(seconds):.3f} s over {seconds}")
+            return
         print(f"load on etcd: {args.submitters} submitters, {args.nodes} nodes, {args.seconds:g} s ...", flush=True)
         on_etcd = etcd_throughput(etcd, work / "load-etcd", args.submitters, args.nodes, args.seconds)
     print(f"load on SQLite: {args.submitters} submitters, {args.nodes} nodes, {args.seconds:g} s ...", flush=True)
@@ -182,7 +188,7 @@ def main() -> None:
         "lost": sum(r["lost"] for r in runs) + on_etcd["lost"],
         "double_running": sum(r["double_running"] for r in runs),
         "acked_during_failover": sum(r["acked"] for r in runs),
-        "lease_ttl_s": 2,
+        "lease_ttl_s": args.lease_ttl,
         "etcd_accepted_per_s": on_etcd["accepted_per_s"],
         "sqlite_accepted_per_s": on_sqlite["accepted_per_s"],
         "etcd_submit_p99_ms": on_etcd["submit_p99_ms"],

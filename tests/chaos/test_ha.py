@@ -22,26 +22,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.chaos.test_chaos import assert_no_overlap, ledger_task, read_ledger
+from tests.chaos.test_chaos import assert_no_overlap, ledger, ledger_task, read_ledger
 from tests.cluster import wait_for
 from tests.ha_cluster import EtcdCluster, HaCluster
 from updraft.errors import UpdraftError
 from updraft.net import RetryPolicy
 from updraft.sdk import Client
 
+__all__ = ["ledger"]  # the tasks' ledger directory, a fixture shared with test_chaos
+
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
     with EtcdCluster(tmp_path_factory.mktemp("etcd")) as cluster:
         yield cluster
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Path:
-    path = tmp_path / "ledger"
-    path.mkdir()
-    path.chmod(0o777)
-    return path
 
 
 @pytest.fixture
