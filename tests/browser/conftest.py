@@ -7,19 +7,17 @@ exceptions, and a test fails if any appeared. Screenshots go to ``artifacts/brow
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
-from tests.cluster import ROOT, Cluster, Proc, ensure_docker
-from updraft.security.tokens import Role, TokenRecord, generate
+from tests.cluster import ROOT, Cluster, ensure_docker
+from updraft.security.tokens import Role
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -42,21 +40,9 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
-def make_tokens(path: Path, now: float) -> dict[Role, str]:
-    """A token per role; the records (no tokens) go to ``path`` for ``serve.py``."""
-    tokens: dict[Role, str] = {}
-    records: list[TokenRecord] = []
-    for role in (Role.ADMIN, Role.OPERATOR, Role.SUBMITTER, Role.METRICS):
-        token, record = generate(role, now, description=f"browser test {role}")
-        tokens[role] = token
-        records.append(record)
-    path.write_text(json.dumps([r.model_dump(mode="json") for r in records]))
-    return tokens
-
-
 @dataclass
 class Dashboard:
-    """A real server with tokens of every role, and the agents the test started."""
+    """A real ``updraft server`` (authentication on, as shipped), a token per role, and the test's agents."""
 
     cluster: Cluster
     tokens: dict[Role, str]
@@ -65,22 +51,24 @@ class Dashboard:
     def url(self) -> str:
         return self.cluster.url
 
+    @property
+    def admin(self) -> dict[str, str]:
+        """Headers for the API, as the server's first-start admin."""
+        return self.cluster.headers
+
 
 def start_dashboard(workdir: Path, **config: Any) -> Dashboard:
-    import time
-
+    """Start the server with the project's CLI; make a token per role through ``POST /v1/tokens``."""
     c = Cluster(workdir)
-    tokens = make_tokens(c.dir / "tokens.json", time.time())
-    cfg = c.dir / "server.json"
-    cfg.write_text(json.dumps(config))
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    c.server = Proc(
-        [sys.executable, "-m", "tests.browser.serve", "--port", str(c.port), "--data-dir", str(c.dir / "server"),
-         "--config", str(cfg), "--tokens", str(c.dir / "tokens.json")],
-        c.dir / "server.log", env=env,
-    )
     try:
-        c.wait_ready()
+        c.start_server(**config)
+        assert c.admin_token, "the server wrote no DATA_DIR/admin.token"
+        tokens = {Role.ADMIN: c.admin_token}
+        for role in (Role.OPERATOR, Role.SUBMITTER, Role.METRICS):
+            r = httpx.post(f"{c.url}/v1/tokens", json={"role": str(role), "description": "browser test"},
+                           headers=c.headers, timeout=10)
+            r.raise_for_status()
+            tokens[role] = r.json()["token"]
     except Exception:
         c.close()
         raise

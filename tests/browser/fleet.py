@@ -41,8 +41,13 @@ def load_at(i: int, beat: int) -> tuple[float, float]:
 
 
 class SimulatedFleet:
-    def __init__(self, url: str, n: int, interval: float, skip: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, url: str, n: int, interval: float, skip: frozenset[str] = frozenset(),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """``headers``: the credentials the nodes present (the tests use the admin's, allowed every action)."""
         self.url, self.n, self.interval, self.skip = url, n, interval, skip
+        self.headers = headers or {}
         self.beats = 0
         self.errors = 0
         self._stop = threading.Event()
@@ -51,7 +56,7 @@ class SimulatedFleet:
     def register(self, concurrency: int = 32) -> None:
         async def run() -> None:
             sem = asyncio.Semaphore(concurrency)
-            async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
+            async with httpx.AsyncClient(base_url=self.url, timeout=30, headers=self.headers) as http:
 
                 async def one(i: int) -> None:
                     async with sem:
@@ -100,7 +105,8 @@ class SimulatedFleet:
                     cpu, mem = load_at(i, beat)
                     try:
                         reply = await conn.request(
-                            "POST", f"/v1/nodes/{name}/heartbeat", {"cpu_pct": cpu, "memory_pct": mem}, timeout=10
+                            "POST", f"/v1/nodes/{name}/heartbeat", {"cpu_pct": cpu, "memory_pct": mem},
+                            headers=self.headers, timeout=10,
                         )
                         ok = reply.status == 200
                     except (OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError):

@@ -77,10 +77,11 @@ def test_fleet_of_1000_nodes_renders_fast_and_keeps_up(
 ) -> None:
     d = start_dashboard(tmp_path, **SERVER)
     watched = node_name(0)  # beaten by the test alone, so its load is the test's to set
-    fleet = SimulatedFleet(d.url, N, BEAT_S, skip=frozenset({watched}))
+    fleet = SimulatedFleet(d.url, N, BEAT_S, skip=frozenset({watched}), headers=d.admin)
     try:
         fleet.register()
-        httpx.post(f"{d.url}/v1/nodes/{watched}/heartbeat", json={"cpu_pct": 10, "memory_pct": 10}).raise_for_status()
+        beat = f"{d.url}/v1/nodes/{watched}/heartbeat"
+        httpx.post(beat, json={"cpu_pct": 10, "memory_pct": 10}, headers=d.admin).raise_for_status()
         fleet.start()
         s = screen(d, Role.OPERATOR)
         page = s.page
@@ -102,10 +103,10 @@ def test_fleet_of_1000_nodes_renders_fast_and_keeps_up(
         sort_ms = [page.evaluate(SORT_LATENCY, key) for key in ("cpu", "cpu", "name")]
 
         # live, while 200 rows a second change: a heartbeat and a cordon of one node reach the page
-        httpx.post(f"{d.url}/v1/nodes/{watched}/heartbeat", json={"cpu_pct": 99, "memory_pct": 10}).raise_for_status()
+        httpx.post(beat, json={"cpu_pct": 99, "memory_pct": 10}, headers=d.admin).raise_for_status()
         expect(page.locator(f"#node-{watched} .pct").first).to_have_text("99%", timeout=LIVE_S * 1000)
         target = node_name(500)
-        httpx.post(f"{d.url}/v1/nodes/{target}/cordon").raise_for_status()
+        httpx.post(f"{d.url}/v1/nodes/{target}/cordon", headers=d.admin).raise_for_status()
         # (attached, not "visible": rows off screen are not laid out, by design — content-visibility)
         expect(page.locator(f"#node-{target} .f-cordoned")).to_have_count(1, timeout=LIVE_S * 1000)
         page.evaluate(WATCH_LONG_TASKS)

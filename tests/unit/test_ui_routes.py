@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from updraft.control import create_app
-from updraft.security.http import Guard
+from updraft.security.tokenfile import FileTokenStore
 from updraft.security.tokens import Role, TokenRecord, generate
 from updraft.settings import ServerSettings
 
@@ -34,11 +34,27 @@ def tokens() -> Tokens:
 
 @pytest.fixture
 def app(tmp_path: Path, tokens: Tokens) -> Iterator[TestClient]:
-    fastapi_app = create_app(ServerSettings(data_dir=tmp_path, image_policy="off"))
-    fastapi_app.state.guard = Guard(tokens.records.get, time.time)
-    with TestClient(fastapi_app, base_url="http://testserver") as client:
+    """A server whose token records (DATA_DIR/tokens.json) hold one token per role; the API is called as admin."""
+    store = FileTokenStore(tmp_path / "tokens.json", time.time)
+    for record in tokens.records.values():
+        store.put_token(record)
+    admin = {"Authorization": f"Bearer {tokens.tokens[Role.ADMIN]}"}
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path, image_policy="off")), headers=admin) as client:
         assert client.put("/v1/nodes/n1", json=NODE).status_code == 200
+        client.headers.pop("Authorization")  # the dashboard is used with its session cookie only
         yield client
+
+
+@pytest.fixture
+def admin(tokens: Tokens) -> dict[str, str]:
+    """Headers for the API, as admin."""
+    return {"Authorization": f"Bearer {tokens.tokens[Role.ADMIN]}"}
+
+
+def cordoned(client: TestClient, admin: dict[str, str]) -> bool:
+    r = client.get("/v1/nodes/n1", headers=admin)
+    assert r.status_code == 200, r.text
+    return bool(r.json()["cordoned"])
 
 
 def login(client: TestClient, token: str) -> str:
@@ -62,7 +78,7 @@ def test_pages_need_a_login(app: TestClient) -> None:
     assert bad.status_code == 401 and "not valid" in bad.text
 
 
-def test_an_operator_sees_the_fleet_and_cordons_with_the_csrf_token(app: TestClient, tokens: Tokens) -> None:
+def test_an_operator_sees_the_fleet_and_cordons_with_the_csrf_token(app: TestClient, tokens: Tokens, admin: dict[str, str]) -> None:
     csrf = login(app, tokens.tokens[Role.OPERATOR])
     page = app.get("/ui/fleet")
     assert page.status_code == 200 and 'id="node-n1"' in page.text and "zone=a" in page.text
@@ -72,14 +88,14 @@ def test_an_operator_sees_the_fleet_and_cordons_with_the_csrf_token(app: TestCli
     assert app.post("/ui/nodes/n1/cordon", headers={"X-CSRF-Token": "wrong"}).status_code == 403
     other = {"X-CSRF-Token": csrf, "Origin": "http://evil.example"}
     assert app.post("/ui/nodes/n1/cordon", headers=other).status_code == 403
-    assert not app.get("/v1/nodes/n1").json()["cordoned"]
+    assert not cordoned(app, admin)
     r = app.post("/ui/nodes/n1/cordon", headers={"X-CSRF-Token": csrf, "Origin": "http://testserver"})
     assert r.status_code == 200 and "node n1 cordoned" in r.text
-    assert app.get("/v1/nodes/n1").json()["cordoned"]
+    assert cordoned(app, admin)
     assert app.post("/ui/nodes/n1/explode", headers={"X-CSRF-Token": csrf}).status_code == 404
 
 
-def test_a_submitter_is_refused_node_pages_and_actions(app: TestClient, tokens: Tokens) -> None:
+def test_a_submitter_is_refused_node_pages_and_actions(app: TestClient, tokens: Tokens, admin: dict[str, str]) -> None:
     csrf = login(app, tokens.tokens[Role.SUBMITTER])
     home = app.get("/ui/", follow_redirects=False)
     assert home.headers["location"] == "/ui/tasks"
@@ -91,16 +107,17 @@ def test_a_submitter_is_refused_node_pages_and_actions(app: TestClient, tokens: 
         assert app.get(path).status_code == 403, path
     for verb in ("cordon", "uncordon", "drain"):
         assert app.post(f"/ui/nodes/n1/{verb}", headers={"X-CSRF-Token": csrf}).status_code == 403
-    assert not app.get("/v1/nodes/n1").json()["cordoned"]
+    assert not cordoned(app, admin)
 
 
-def test_node_tokens_cannot_log_in_and_revocation_ends_a_session(app: TestClient, tokens: Tokens) -> None:
+def test_node_tokens_cannot_log_in_and_revocation_ends_a_session(app: TestClient, tokens: Tokens, admin: dict[str, str]) -> None:
     r = app.post("/ui/login", data={"token": tokens.tokens[Role.NODE]})
     assert r.status_code == 403 and "cannot use the dashboard" in r.text
-    login(app, tokens.tokens[Role.ADMIN])
+    login(app, tokens.tokens[Role.OPERATOR])
     assert app.get("/ui/fleet").status_code == 200
-    admin = next(r for r in tokens.records.values() if r.role is Role.ADMIN)
-    tokens.records[admin.id] = admin.model_copy(update={"revoked_at": time.time()})
+    operator = next(r for r in tokens.records.values() if r.role is Role.OPERATOR)
+    revoked = app.post(f"/v1/tokens/{operator.id}/revoke", headers=admin)
+    assert revoked.status_code == 200, revoked.text
     r = app.get("/ui/fleet", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/ui/login"
 
@@ -113,9 +130,10 @@ def test_logout_ends_the_session(app: TestClient, tokens: Tokens) -> None:
     assert app.get("/ui/fleet", follow_redirects=False).status_code == 303
 
 
-def test_the_task_page_never_shows_a_secret(app: TestClient, tokens: Tokens) -> None:
+def test_the_task_page_never_shows_a_secret(app: TestClient, tokens: Tokens, admin: dict[str, str]) -> None:
     task = app.post("/v1/tasks", json={"image": "busybox:1.36", "origin": "n1",
-                                       "secret_env": {"DB_PASSWORD": "hunter2-secret"}}).json()
+                                       "secret_env": {"DB_PASSWORD": "hunter2-secret"}},
+                    headers=admin).json()
     login(app, tokens.tokens[Role.ADMIN])  # even an admin, who may read secrets through the API
     page = app.get(f"/ui/tasks/{task['id']}")
     assert page.status_code == 200 and "DB_PASSWORD" in page.text
@@ -126,7 +144,7 @@ def test_the_task_page_never_shows_a_secret(app: TestClient, tokens: Tokens) -> 
 
 
 def test_without_authentication_everyone_is_the_anonymous_admin(tmp_path: Path) -> None:
-    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as client:
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path, auth=False))) as client:
         r = client.get("/ui/fleet")
         assert r.status_code == 200 and 'id="role">admin' in r.text
         assert "HttpOnly" in r.headers["set-cookie"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from updraft.model import Capacity, Event, EventKind, Node, NodeMetrics, NodeState, Taint, Task, TaskSpec, TaskState
 from updraft.scheduler.policy import Policy
-from updraft.ui.auth import Sessions, SharedTokenGuard
+from updraft.ui.auth import Sessions
 from updraft.ui.recorders import EventRing, FlowRecorder
 from updraft.ui.views import (
     NO_ORIGIN,
@@ -164,19 +164,6 @@ def test_sessions_expire_when_idle_and_at_their_lifetime() -> None:
     a, b, c = sessions.create(None), sessions.create(None), sessions.create(None)
     assert sessions.get(a.id) is None and sessions.get(b.id) is b and sessions.get(c.id) is c  # bounded
     assert sessions.get("x" * 500) is None
-
-
-def test_shared_token_guard_without_a_server_guard() -> None:
-    import pytest
-
-    from updraft.errors import Unauthorized
-
-    assert SharedTokenGuard(None).principal(None).role == "admin"  # authentication off
-    guard = SharedTokenGuard("s3cret")
-    assert guard.principal("s3cret").role == "admin"
-    for wrong in (None, "", "s3cre", "s3cret!"):
-        with pytest.raises(Unauthorized):
-            guard.principal(wrong)
 
 
 def test_age_text() -> None:

@@ -235,7 +235,7 @@ def create_app(
     app.include_router(token_router(guard, tokens, clock.now, error_responses))
     if ha is not None:
         app.include_router(ha.router(), dependencies=[guard.require(Action.READ_NODE)])
-    mount_ui(app, service)  # the web dashboard at /ui (roles from app.state.guard when the server sets one)
+    mount_ui(app, service)  # the web dashboard at /ui, behind the same guard (app.state.guard)
 
     @app.get("/health", tags=["probes"])
     async def health() -> Any:

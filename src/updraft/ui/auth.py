@@ -10,8 +10,8 @@ Actions (cordon, uncordon, drain, cancel) are POSTs that must also carry the ses
 ``X-CSRF-Token`` or form field ``csrf``), compared in constant time, and an ``Origin``, when the browser sends
 one, naming this server; each is authorized by ``guard.decide`` for the same action the API route requires.
 
-Where the server has no Guard yet, :class:`SharedTokenGuard` stands in: the single ``settings.token`` is an
-admin, and with no token configured (loopback, authentication off) every visitor is the anonymous admin.
+With authentication off (``--no-auth``, loopback only) the Guard answers every caller as the anonymous admin,
+and so does the dashboard: each visitor gets a session at once, for its CSRF token.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 
 from updraft.errors import Forbidden, Unauthorized
-from updraft.security.http import ANONYMOUS_ADMIN, Principal
+from updraft.security.http import Principal
 from updraft.security.tokens import PERMISSIONS, Action, Role
 
 COOKIE = "updraft_ui"
@@ -48,23 +48,6 @@ class GuardLike(Protocol):
     def principal(self, token: str | None) -> Principal: ...
 
     def decide(self, who: Principal, action: Action, node: str | None = None) -> Principal: ...
-
-
-class SharedTokenGuard:
-    """The stand-in for a server without a Guard (see the module docstring)."""
-
-    def __init__(self, token: str | None) -> None:
-        self.token = token
-
-    def principal(self, token: str | None) -> Principal:
-        if self.token is None:
-            return ANONYMOUS_ADMIN
-        if token and hmac.compare_digest(token.encode(), self.token.encode()):
-            return ANONYMOUS_ADMIN
-        raise Unauthorized("the token is not valid", reason="unknown" if token else "missing")
-
-    def decide(self, who: Principal, action: Action, node: str | None = None) -> Principal:
-        return who
 
 
 @dataclass

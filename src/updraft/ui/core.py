@@ -18,9 +18,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from updraft.errors import Unauthorized
+from updraft.errors import Unauthorized, Unavailable
 from updraft.security.tokens import Action
-from updraft.ui.auth import COOKIE, GuardLike, LoginRequired, Sessions, SharedTokenGuard, Viewer, set_cookie
+from updraft.ui.auth import COOKIE, GuardLike, LoginRequired, Sessions, Viewer, set_cookie
 from updraft.ui.recorders import EventRing, FlowRecorder
 from updraft.ui.views import FleetRow, age_text, fleet_rows
 
@@ -58,7 +58,6 @@ class Ui:
         self.state = service.state
         self.notifier = service.notifier
         self.sessions = Sessions(service.clock.now)
-        self.fallback = SharedTokenGuard(service.settings.token)
         self.flows = FlowRecorder(service.state.pending_task)
         self.events = EventRing()
         self.env = Environment(
@@ -79,8 +78,11 @@ class Ui:
 
     # -- who is looking ------------------------------------------------------------------------------------
     def guard(self, request: Request) -> GuardLike:
-        found = getattr(request.app.state, "guard", None)
-        return found if found is not None else self.fallback
+        """The server's Guard, the one its API routes ask (``app.state.guard``); without one, nobody gets in."""
+        found: GuardLike | None = getattr(request.app.state, "guard", None)
+        if found is None:
+            raise Unavailable("the dashboard needs the server's guard (app.state.guard)")
+        return found
 
     async def viewer(self, request: Request) -> Viewer:
         """The FastAPI dependency of every page: the session's principal, checked again now (thread: the
