@@ -216,7 +216,12 @@ class Cluster:
             r = httpx.get(f"{self.url}/v1/nodes/{name}", timeout=1, headers=self.headers)
             return r.status_code == 200 and r.json()["state"] == state
 
-        wait_for(check, timeout, what=f"node {name} {state}")
+        try:
+            wait_for(check, timeout, what=f"node {name} {state}")
+        except TimeoutError as exc:  # say why: the agent's and the server's last lines
+            agent, server = self.agents.get(name), self.server
+            tails = [f"{what} log:\n{p.tail(15)}" for what, p in (("agent", agent), ("server", server)) if p]
+            raise TimeoutError("\n".join([str(exc), *tails])) from None
 
     def client(self) -> Any:
         from updraft.sdk import Client
