@@ -193,7 +193,12 @@ class Agent:
                 event: ev.Event = self._events.get(timeout=TICK)
             except queue.Empty:
                 event = ev.Tick()
-            for instruction in self.state.handle(event):
+            try:
+                instructions = self.state.handle(event)
+            except Exception:  # a bug must not stop the loop: every later event would go unhandled
+                log.exception("the state machine failed on %s", type(event).__name__)
+                continue
+            for instruction in instructions:
                 try:
                     self._execute(instruction)
                 except Exception:
