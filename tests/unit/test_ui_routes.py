@@ -76,6 +76,8 @@ def test_pages_need_a_login(app: TestClient) -> None:
     assert app.post("/ui/nodes/n1/cordon").status_code == 401
     bad = app.post("/ui/login", data={"token": "upd_000000000000_" + "x" * 43})
     assert bad.status_code == 401 and "not valid" in bad.text
+    elsewhere = app.post("/ui/login", data={"token": "x"}, headers={"Origin": "https://evil.example"})
+    assert elsewhere.status_code == 403
 
 
 def test_an_operator_sees_the_fleet_and_cordons_with_the_csrf_token(app: TestClient, tokens: Tokens, admin: dict[str, str]) -> None:

@@ -6,7 +6,7 @@ second per open page. What a stream sends is what changed since it last sent:
 
 * ``/ui/live/fleet``: the rows of nodes whose row differs from what the page shows, and the heartbeat times
   that moved (a time alone: the page redraws the age, not the row). Metrics arrive with heartbeats, which
-  commit nothing, so the fleet is compared once a second as well as on every event;
+  commit nothing, so the fleet is compared twice a second as well as on every event;
 * ``/ui/live/event-feed``: events from the in-memory ring after the last one sent (not ``…/events``: the API's
   admission control counts GETs of paths ending so as bounded reads, and a stream stays open);
 * ``/ui/live/task/<id>``: the task's state and attempts, its new events and log lines (store reads in a
@@ -34,6 +34,8 @@ from updraft.ui.core import Ui
 from updraft.ui.views import FleetRow, fleet_beats, fleet_changes, fleet_summary, tone
 
 TICK = 1.0
+FLEET_TICK = 0.5
+"""Heartbeats commit nothing, so the fleet is also compared this often (its rows are shared: ``Ui.fleet``)."""
 KEEPALIVE = 15.0
 RECHECK = 60.0
 MAX_EVENTS = 200
@@ -107,7 +109,7 @@ def build_live_router(ui: Ui) -> APIRouter:
             while await still_valid(request, viewer, checked):
                 update, shown = await asyncio.to_thread(step, shown, beats)
                 yield sse("rows", update)
-                seen = await notifier.wait("events", seen, TICK)
+                seen = await notifier.wait("events", seen, FLEET_TICK)
             yield sse("logout", {})
 
         return stream(body())

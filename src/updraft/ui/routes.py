@@ -19,7 +19,7 @@ from updraft.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized, U
 from updraft.model import Node, Task, TaskState
 from updraft.security.redaction import redact_task
 from updraft.security.tokens import Action
-from updraft.ui.auth import COOKIE, Viewer, check_csrf, check_token_text, may_use_ui, set_cookie
+from updraft.ui.auth import COOKIE, Viewer, check_csrf, check_origin, check_token_text, may_use_ui, set_cookie
 from updraft.ui.core import SECURITY_HEADERS, Ui
 from updraft.ui.views import TaskFilter, fleet_summary, flow_picture, spec_text, summarize_flows, tone
 
@@ -59,6 +59,7 @@ def build_ui_router(ui: Ui) -> APIRouter:
 
     @r.post("/login")
     async def login(request: Request) -> Response:
+        check_origin(request)  # no other site may log a browser in (to a session of its own choosing)
         form = await _form(request)
         guard = ui.guard(request)
         try:
