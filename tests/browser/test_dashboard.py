@@ -142,6 +142,14 @@ def test_a_cordon_appears_live_and_actions_work_after_a_confirmation(dashboard: 
     wait_for(lambda: not c.node("cloud").cordoned, timeout=10, what="cloud uncordoned")
     assert same_load(s)
 
+    s.go("/ui/events")  # the stream of events, live too
+    mark_page(s)
+    c.cordon("edge")
+    expect(page.locator("#event-rows tr").first).to_contain_text("node edge cordoned", timeout=LIVE_MS)
+    c.uncordon("edge")
+    expect(page.locator("#event-rows tr").first).to_contain_text("node edge uncordoned", timeout=LIVE_MS)
+    assert same_load(s)
+
     task = c.submit(image=BASE_IMAGE, command=["sleep", "120"], origin="edge", timeout=300)
     wait_for(lambda: str(c.get(task.id).state) == "running", timeout=60, what="the task running")
     s.go(f"/ui/tasks/{task.id}")
