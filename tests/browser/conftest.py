@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian's Chromium driven by Playwright, a real server (``serve.py``) and real agents.
+"""Browser fixtures: Debian's Chromium driven by Playwright, a real ``updraft server`` and real agents.
 
 Chromium comes from ``scripts/install-packages.sh`` (packages chromium, chromium-driver); Playwright's own
 browser download is never used (``executable_path``). Each page records its console errors and uncaught
