@@ -139,18 +139,34 @@
       count.textContent = shown === all ? all + " nodes" : shown + " of " + all + " nodes";
     }
     function filterAll() { for (const tr of tbody.children) filterRow(tr); countShown(); }
+    function key(tr) {
+      return sortKey === "name" ? tr.id : sortNum ? Number(tr.dataset[sortKey]) : tr.dataset[sortKey] || "";
+    }
+    function compare(a, b) {
+      const x = key(a), y = key(b);
+      if (x < y) return -sortDir;
+      if (x > y) return sortDir;
+      return a.id < b.id ? -1 : 1;
+    }
     function sortRows() {
-      const rows = Array.from(tbody.children);
-      const key = (tr) => (sortKey === "name" ? tr.id : sortNum ? Number(tr.dataset[sortKey]) : tr.dataset[sortKey] || "");
-      rows.sort((a, b) => {
-        const x = key(a), y = key(b);
-        if (x < y) return -sortDir;
-        if (x > y) return sortDir;
-        return a.id < b.id ? -1 : 1;
-      });
+      const rows = Array.from(tbody.children).sort(compare);
       const frag = document.createDocumentFragment();
       for (const tr of rows) frag.appendChild(tr);
       tbody.appendChild(frag);
+    }
+    // Rows whose sort key changed go back to their place one by one (binary search among the others, which
+    // are still in order): a live update moves tens of rows, not all 1,000.
+    function placeRows(moved) {
+      if (!moved.length) return;
+      if (moved.length > tbody.children.length / 4) { sortRows(); return; }
+      for (const tr of moved) tr.remove();
+      const rows = Array.from(tbody.children);
+      for (const tr of moved) {
+        let lo = 0, hi = rows.length;
+        while (lo < hi) { const mid = (lo + hi) >> 1; if (compare(rows[mid], tr) <= 0) lo = mid + 1; else hi = mid; }
+        tbody.insertBefore(tr, rows[lo] || null);
+        rows.splice(lo, 0, tr);
+      }
     }
     table.querySelector(".fhead").addEventListener("click", (e) => {
       const th = e.target.closest("[data-sort]");
@@ -171,14 +187,21 @@
     listen("/ui/live/fleet?view=" + encodeURIComponent(table.dataset.view), {
       rows(data) {
         setNow(data.now);
-        let added = false;
+        const moved = [];
         if (data.rows) {
           const fresh = document.createElement("template"); // one parse for the whole batch
           fresh.innerHTML = Object.values(data.rows).join("");
           const filtering = Boolean(filterBox.value || stateBox.value);
           for (const tr of Array.from(fresh.content.children)) {
             const old = document.getElementById(tr.id);
-            if (old) old.replaceWith(tr); else { tbody.appendChild(tr); added = true; }
+            if (old) {
+              const sameKey = key(old) === key(tr);
+              old.replaceWith(tr);
+              if (!sameKey) moved.push(tr);
+            } else {
+              tbody.appendChild(tr);
+              moved.push(tr);
+            }
             if (filtering) filterRow(tr);
           }
           for (const id of data.gone) { const old = document.getElementById(id); if (old) old.remove(); }
@@ -188,9 +211,12 @@
         const now = serverNow();
         for (const [id, at] of Object.entries(data.hb)) {
           const tr = document.getElementById(id);
-          if (tr) { tr.dataset.hb = at; drawAge(tr.querySelector(".age"), now); }
+          if (!tr) continue;
+          tr.dataset.hb = at;
+          drawAge(tr.querySelector(".age"), now);
+          if (sortKey === "hb" && !moved.includes(tr)) moved.push(tr);
         }
-        if (added || (data.rows && sortKey !== "name") || (sortKey === "hb" && Object.keys(data.hb).length)) sortRows();
+        placeRows(moved);
         if (data.rows) countShown();
       },
     });
