@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,7 @@ class HaCluster(Cluster):
                   "etcd_endpoints": self.etcd.endpoints,
                   "etcd_prefix": self.prefix, "etcd_lease_ttl": self.lease_ttl, "server_id": f"s{i}"}
         cfg.write_text(json.dumps(config))
-        return [sys.executable, "-m", "updraft.main", "server", "--port", str(self.ports[i]),
+        return [*self._cli(), "server", "--port", str(self.ports[i]),
                 "--data-dir", str(self.dir / f"server{i}"), "--config", str(cfg)]
 
     def start_servers(self) -> None:
