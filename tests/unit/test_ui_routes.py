@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +16,7 @@ from updraft.control import create_app
 from updraft.security.tokenfile import FileTokenStore
 from updraft.security.tokens import Role, TokenRecord, generate
 from updraft.settings import ServerSettings
+from updraft.store import SqliteStore
 
 NODE = {"capacity": {"cpu": "2", "memory": "2Gi"}, "tags": ["edge"], "labels": {"zone": "a"}}
 
@@ -151,3 +154,49 @@ def test_without_authentication_everyone_is_the_anonymous_admin(tmp_path: Path) 
         assert r.status_code == 200 and 'id="role">admin' in r.text
         assert "HttpOnly" in r.headers["set-cookie"]
         assert client.get("/ui/static/htmx-2.0.11.min.js").status_code == 200
+
+
+class LoopWatchingStore(SqliteStore):
+    """Records every read made while an event loop runs in the calling thread (a read that blocks the loop)."""
+
+    READS = ("revision", "get_node", "list_nodes", "get_task", "list_tasks", "key_use", "list_events", "list_logs")
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.on_loop: list[str] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        found = super().__getattribute__(name)
+        if name not in LoopWatchingStore.READS:
+            return found
+        on_loop = super().__getattribute__("on_loop")
+
+        def read(*args: Any, **kwargs: Any) -> Any:  # checked when called, not when looked up
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(name)
+            except RuntimeError:
+                pass
+            return found(*args, **kwargs)
+
+        return read
+
+
+def test_no_page_reads_the_store_on_the_event_loop(tmp_path: Path, tokens: Tokens, admin: dict[str, str]) -> None:
+    store = FileTokenStore(tmp_path / "tokens.json", time.time)
+    for record in tokens.records.values():
+        store.put_token(record)
+    watched = LoopWatchingStore(tmp_path / "updraft.db")
+    settings = ServerSettings(data_dir=tmp_path, image_policy="off")
+    with TestClient(create_app(settings, store=watched)) as client:
+        assert client.put("/v1/nodes/n1", json=NODE, headers=admin).status_code == 200
+        task = client.post("/v1/tasks", json={"image": "busybox:1.36", "origin": "n1"}, headers=admin).json()
+        csrf = login(client, tokens.tokens[Role.OPERATOR])
+        watched.on_loop.clear()
+        for path in ("/ui/fleet", "/ui/flows", "/ui/tasks", "/ui/tasks?state=scheduled&q=busy", "/ui/events",
+                     f"/ui/tasks/{task['id']}"):
+            assert client.get(path).status_code == 200, path
+        for action in ("/ui/nodes/n1/cordon", "/ui/nodes/n1/uncordon", f"/ui/tasks/{task['id']}/cancel"):
+            assert client.post(action, headers={"X-CSRF-Token": csrf}).status_code == 200, action
+        assert client.get(f"/ui/tasks/{task['id']}").status_code == 200  # finished: from the store
+        assert watched.on_loop == []
