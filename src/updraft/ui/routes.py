@@ -129,9 +129,9 @@ def build_ui_router(ui: Ui) -> APIRouter:
             return refused(request, viewer, Forbidden(f"role {viewer.role} may not {Action.READ_TASK}"))
         filt = TaskFilter.parse(request.query_params)
         states = [filt.state] if filt.state is not None else None
-        found = await asyncio.to_thread(
-            store.list_tasks, states, filt.node or None, TASKS_SCANNED
-        )
+        # state and node are filtered by the store; origin and the search only here, over the newest tasks
+        scan = TASKS_SCANNED if (filt.origin or filt.q) else TASKS_SHOWN
+        found = await asyncio.to_thread(store.list_tasks, states, filt.node or None, scan)
         shown = filt.apply(found, TASKS_SHOWN)
         return ui.page(
             request, viewer, "tasks.html", tasks=shown, filter=filt, states=list(TaskState),
