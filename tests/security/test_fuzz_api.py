@@ -83,3 +83,9 @@ def test_the_whole_api_survives_a_bounded_fuzz_run(server: Cluster, tmp_path: Pa
     details = "\n".join(line for line in run.stdout.splitlines() if not line.startswith("    curl "))
     assert not problems and run.returncode == 0, "\n".join(problems) + "\n\n" + details[-12000:]
     assert server.server is not None and server.server.alive()
+    if token is not None:  # the run acted behind the guard to the end (its token was never revoked)
+        import httpx
+
+        listed = httpx.get(f"{server.url}/v1/tasks", params={"limit": 10000}, timeout=30,
+                           headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200 and isinstance(listed.json(), list), listed.text[:500]
