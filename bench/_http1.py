@@ -34,8 +34,9 @@ class Reply:
 class Connection:
     """One keep-alive connection; requests on it are sequential. Reconnects lazily after any failure."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, headers: dict[str, str] | None = None) -> None:
         self.host, self.port = host, port
+        self.headers = dict(headers or {})  # sent with every request (e.g. Authorization)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -63,7 +64,7 @@ class Connection:
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(payload)}"]
         if body is not None:
             lines.append("Content-Type: application/json")
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        lines += [f"{k}: {v}" for k, v in {**self.headers, **(headers or {})}.items()]
         self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
         status_line = await self._reader.readline()
         parts = status_line.split(None, 2)

@@ -46,10 +46,12 @@ class Ledger:
             return len(self.acked)
 
 
-def client_loop(url: str, ledger: Ledger, restarted: threading.Event, stop: threading.Event) -> None:
+def client_loop(
+    url: str, token: str | None, ledger: Ledger, restarted: threading.Event, stop: threading.Event
+) -> None:
     done_after_restart = 0
     retry = RetryPolicy(max_retries=2, base=0.05, cap=0.5)
-    with Client(url, retry=retry) as client:
+    with Client(url, token=token, retry=retry) as client:
         while not stop.is_set() and done_after_restart < AFTER_RESTART:
             key = uuid.uuid4().hex
             with ledger.lock:
@@ -74,7 +76,7 @@ def test_acknowledged_submits_survive_kill_9_and_no_key_is_stored_twice(tmp_path
     with Cluster(tmp_path, server_config={"image_policy": "off"}) as cluster:
         server = cluster.start_server()
         with ThreadPoolExecutor(CLIENTS) as pool:
-            futures = [pool.submit(client_loop, cluster.url, ledger, restarted, stop) for _ in range(CLIENTS)]
+            futures = [pool.submit(client_loop, cluster.url, cluster.admin_token, ledger, restarted, stop) for _ in range(CLIENTS)]
             try:
                 wait_for(lambda: ledger.count() >= BEFORE_KILL, 120, what=f"{BEFORE_KILL} acknowledged submits")
                 server.kill9()
@@ -89,7 +91,7 @@ def test_acknowledged_submits_survive_kill_9_and_no_key_is_stored_twice(tmp_path
                 f.result()  # a client thread's own assertion (two ids for one key) fails the test here
         assert ledger.failures > 0, "the kill happened while clients were submitting"
 
-        with Client(cluster.url) as client:
+        with Client(cluster.url, token=cluster.admin_token) as client:
             stored = client.http.get("/v1/tasks", params={"limit": 10000}).json()
         key_of = {t["id"]: t["spec"]["env"].get("SUBMIT_KEY") for t in stored}
         lost = {k: tid for k, tid in ledger.acked.items() if key_of.get(tid) != k}

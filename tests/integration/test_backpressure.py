@@ -42,7 +42,7 @@ def test_sdk_waits_out_429_and_every_submit_is_stored_once(tmp_path: Path) -> No
 
         def submitter() -> tuple[dict[str, str], int]:
             answered: dict[str, str] = {}
-            with Client(cluster.url, retry=retry) as client:
+            with Client(cluster.url, token=cluster.admin_token, retry=retry) as client:
                 ready.wait()
                 for _ in range(SUBMITS_EACH):
                     key = uuid.uuid4().hex
@@ -65,7 +65,7 @@ def test_sdk_waits_out_429_and_every_submit_is_stored_once(tmp_path: Path) -> No
         assert len(answered) == CLIENTS * SUBMITS_EACH
         assert refused > 0, "the server never answered 429: the admission limit was not exercised"
 
-        with Client(cluster.url) as client:
+        with Client(cluster.url, token=cluster.admin_token) as client:
             stored = client.http.get("/v1/tasks", params={"limit": 10000}).json()
         key_of = {t["id"]: t["spec"]["env"]["SUBMIT_KEY"] for t in stored}
         assert Counter(key_of.values()) == Counter(answered.keys())  # each key once, no stray task
