@@ -178,6 +178,9 @@ class AgentSettings(_Settings):
         return value
 
     token: str | None = Field(default=None, repr=False)
+    ca: Path | None = Field(default=None, description="verify the control plane's TLS certificate with this CA")
+    client_cert: Path | None = Field(default=None, description="mutual TLS: this agent's certificate")
+    client_key: Path | None = Field(default=None, description="mutual TLS: its private key")
     name: str = Field(default_factory=lambda: os.uname().nodename, min_length=1, max_length=253,
                       pattern=NODE_NAME_PATTERN, description="node name (grammar: docs/security.md)")
     cluster: str = Field(default="default", min_length=1, max_length=63,

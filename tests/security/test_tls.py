@@ -115,3 +115,45 @@ def test_unsafe_listeners_are_refused_at_start(tmp_path: Path, config: dict[str,
     run = subprocess.run([*Cluster(tmp_path)._cli(), "server", "--config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and why in run.stdout + run.stderr, run.stdout[-2000:] + run.stderr[-2000:]
+
+
+def test_an_agent_and_the_sdk_work_over_mutual_tls(certs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole loop over HTTPS with client certificates: the agent registers and heartbeats with its own
+    certificate and node token, the SDK verifies the server against UPDRAFT_CA; a client without a certificate
+    gets nothing."""
+    from updraft.errors import TransportError
+    from updraft.sdk import Client
+
+    proc, port = _server(tmp_path, tls_cert=str(certs / "server.crt"), tls_key=str(certs / "server.key"),
+                         tls_client_ca=str(certs / "ca.crt"))
+    url = f"https://127.0.0.1:{port}"
+    admin_ctx = client_ssl(certs / "ca.crt", certs / "edge-1.crt", certs / "edge-1.key")
+    token_file = tmp_path / f"data-{port}" / "admin.token"
+    agent: Proc | None = None
+    try:
+        wait_for(lambda: proc.alive() and token_file.exists(), 30, what="mTLS server up")
+        admin = token_file.read_text().strip()
+        auth = {"Authorization": f"Bearer {admin}"}
+        wait_for(lambda: httpx.get(url + "/ready", verify=admin_ctx, timeout=2).status_code == 200, 30, what="ready")
+        node_token = httpx.post(url + "/v1/tokens", json={"role": "node", "node": "edge-1"}, headers=auth,
+                                verify=admin_ctx, timeout=5).json()["token"]
+        tls_env = {"UPDRAFT_CA": str(certs / "ca.crt"), "UPDRAFT_CLIENT_CERT": str(certs / "edge-1.crt"),
+                   "UPDRAFT_CLIENT_KEY": str(certs / "edge-1.key")}
+        agent = Proc([*Cluster(tmp_path)._cli(), "agent", "--name", "edge-1", "--server", url, "--data-dir",
+                      str(tmp_path / "agent"), "--cpus", "0.5", "--memory", "256Mi", "--load-source", "containers",
+                      "--port", str(free_port())],
+                     tmp_path / "agent.log", env={"UPDRAFT_TOKEN": node_token, **tls_env})
+        for k, v in tls_env.items():
+            monkeypatch.setenv(k, v)
+        with Client(url, token=admin) as c:
+            wait_for(lambda: any(n.name == "edge-1" and n.state == "ready" for n in c.nodes()), 30,
+                     what="agent registered over mTLS")
+            assert c.node("edge-1").last_heartbeat > 0
+        monkeypatch.delenv("UPDRAFT_CLIENT_CERT")
+        monkeypatch.delenv("UPDRAFT_CLIENT_KEY")
+        with Client(url, token=admin) as c, pytest.raises(TransportError):  # the handshake is refused
+            c.nodes()
+    finally:
+        if agent is not None:
+            agent.stop()
+        proc.stop()

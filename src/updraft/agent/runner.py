@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import queue
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,7 +37,7 @@ from updraft.clock import Clock, SystemClock
 from updraft.errors import ImageError, NotFound, StaleToken, TransportError, Unavailable, UpdraftError
 from updraft.model import Taint, format_cpu, format_memory, parse_cpu, parse_memory
 from updraft.model.api import Assignments, HeartbeatReply, NodeRegistration
-from updraft.net import EndpointSet, HttpClient, RetryPolicy
+from updraft.net import HttpClient, RetryPolicy, tls
 from updraft.observe import tracing as otrace
 from updraft.observe.metrics import AgentMetrics
 from updraft.settings import AgentSettings
@@ -70,11 +69,10 @@ class _Workers:
                 log.exception("agent worker failed")
 
 
-def _transport(server: str) -> httpx.HTTPTransport | None:
-    """For a control plane reached over plain http only: no CA bundle loaded (~3 MB resident), still fail-closed."""
-    if any(not ep.url.startswith("http://") for ep in EndpointSet.parse(server).endpoints):
-        return None
-    return httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+def _transport(settings: AgentSettings) -> httpx.HTTPTransport:
+    """Verifies the control plane against ``ca`` (or the system's store); ``client_cert`` for mutual TLS."""
+    ca, cert, key = tls.from_env()
+    return tls.transport(settings.server, settings.ca or ca, settings.client_cert or cert, settings.client_key or key)
 
 
 class Agent:
@@ -104,7 +102,7 @@ class Agent:
         self.runtime: ContainerRuntime = runtime
         self.client = client or HttpClient(
             settings.server, token=settings.token, clock=self.clock,
-            retry=RetryPolicy(max_retries=2, base=0.2, cap=2.0), transport=_transport(settings.server),
+            retry=RetryPolicy(max_retries=2, base=0.2, cap=2.0), transport=_transport(settings),
         )
         self.outbox = Outbox(settings.data_dir / self.name / "outbox.db")
         gpus = detect_gpus()

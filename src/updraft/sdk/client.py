@@ -46,20 +46,11 @@ def _event(data: Any) -> Event:
     return Event.model_validate(data)
 
 
-def plain_http_transport(server: str) -> httpx.HTTPTransport | None:
-    """For a control plane reached over plain http only: a transport whose TLS context has no CA bundle.
+def plain_http_transport(server: str) -> httpx.HTTPTransport:
+    """The transport for ``server``, verifying TLS against ``UPDRAFT_CA`` when set (see ``updraft.net.tls``)."""
+    from updraft.net import tls
 
-    httpx otherwise loads certifi's bundle into an SSL context up front: ~40 ms of every CLI start and ~3 MB
-    resident in an agent, for TLS connections never opened. The context still verifies (fail-closed), it just
-    trusts no one. None (httpx's default transport) as soon as any endpoint is https.
-    """
-    import ssl
-
-    from updraft.net import EndpointSet
-
-    if any(not ep.url.startswith("http://") for ep in EndpointSet.parse(server).endpoints):
-        return None
-    return httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    return tls.transport(server, *tls.from_env())
 
 
 def _spec_body(spec: TaskSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,6 +188,10 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
+        if transport is None:
+            from updraft.net import tls
+
+            transport = tls.async_transport(server, *tls.from_env())
         self.http = AsyncHttpClient(server, token=token, transport=transport, retry=retry)
 
     async def __aenter__(self) -> AsyncClient:
