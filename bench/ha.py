@@ -15,7 +15,8 @@
 
 **Throughput**: ``bench/load.py``'s generator (its ``drive``: closed-loop submitters, simulated nodes with
 heartbeats and long polls, listers) against one SQLite server, then against the leader of 3 servers on etcd,
-``--seconds`` each (15 by default), same M and N. Both in this run, on this machine.
+``--seconds`` each (15 by default), same M and N, authentication off on both (loopback). Both in this run,
+on this machine.
 
 Writes ``bench/results/ha.json``: ``median_failover_s``, ``runs`` (each run's seconds), ``lost``,
 ``double_running``, ``etcd_accepted_per_s``, ``sqlite_accepted_per_s``, and the p99s.
@@ -37,9 +38,9 @@ from typing import Any
 
 import httpx
 from _common import table, write_results
-from load import SERVER_CONFIG, drive, run_one
+from load import SERVER_CONFIG, check_store, drive
 
-from tests.cluster import wait_for
+from tests.cluster import Cluster, wait_for
 from tests.ha_cluster import EtcdCluster, HaCluster
 
 TASK = {"image": "busybox:1.36", "command": ["true"], "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}
@@ -129,6 +130,17 @@ def failover_run(etcd: EtcdCluster, workdir: Path, narrate: Any = lambda *_: Non
         ha.close()
 
 
+def sqlite_throughput(m: int, n: int, seconds: float) -> dict[str, Any]:
+    """``bench/load.py``'s run on one SQLite server, with authentication off as on the etcd side."""
+    with Cluster(server_config={**SERVER_CONFIG, "auth": False}) as cluster:
+        cluster.start_server()
+        result = asyncio.run(drive(cluster, m, n, seconds))
+        assert cluster.server is not None
+        cluster.server.stop(timeout=60)
+        result["lost"] = check_store(cluster.dir / "server" / "updraft.db", result.pop("_accepted"))[0]
+    return result
+
+
 def etcd_throughput(etcd: EtcdCluster, workdir: Path, m: int, n: int, seconds: float) -> dict[str, Any]:
     ha = HaCluster(workdir, etcd, server_config=SERVER_CONFIG)
     try:
@@ -179,7 +191,7 @@ def main() -> None:
         print(f"load on etcd: {args.submitters} submitters, {args.nodes} nodes, {args.seconds:g} s ...", flush=True)
         on_etcd = etcd_throughput(etcd, work / "load-etcd", args.submitters, args.nodes, args.seconds)
     print(f"load on SQLite: {args.submitters} submitters, {args.nodes} nodes, {args.seconds:g} s ...", flush=True)
-    on_sqlite = run_one(args.submitters, args.nodes, args.seconds)
+    on_sqlite = sqlite_throughput(args.submitters, args.nodes, args.seconds)
     seconds = [r["failover_s"] for r in runs]
     figures = {
         "median_failover_s": round(statistics.median(seconds), 3),
