@@ -65,6 +65,7 @@ class Ui:
             autoescape=select_autoescape(["html"]),
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # templates ship in the package; no stat per render
         )
         self.env.filters["clock"] = lambda at: time.strftime("%H:%M:%S", time.localtime(at)) if at else "-"
         self.env.globals["age"] = age_text
