@@ -212,3 +212,26 @@ def test_roles_without_the_right_are_refused_and_not_offered(dashboard: Dashboar
     admin.page.wait_for_url("**/ui/login")
     admin.go("/ui/fleet")
     assert admin.page.url.endswith("/ui/login")
+
+
+def test_flows_show_an_offload_with_its_reason(dashboard: Dashboard, screen: Open) -> None:
+    c = dashboard.cluster.client()
+    # Occupy the edge (a pinned task requesting all of its cpu): the next task from it is offloaded to cloud.
+    hog = c.submit(image=BASE_IMAGE, command=["sleep", "120"], origin="edge", offloadable=False,
+                   resources={"requests": {"cpu": "500m"}}, timeout=300)
+    wait_for(lambda: str(c.get(hog.id).state) == "running", 60, what="the hog running")
+    task = c.run(image=BASE_IMAGE, command=["true"], origin="edge", timeout=60)
+    assert task.current is not None and task.current.node == "cloud" and task.current.placement == "offload"
+    offloaded = next(e for e in c.events(task.id) if str(e.kind) == "offloaded")
+    s = screen(dashboard, Role.OPERATOR)
+    page = s.go("/ui/flows?minutes=5")
+    pair = page.locator("#flow-pairs tr.offload", has_text="cloud")
+    expect(pair).to_contain_text("edge")
+    expect(pair).to_contain_text(str(offloaded.code))
+    expect(page.locator("svg.flows path.link.offload")).to_have_count(1)
+    s.shot("flows-offload")
+    s.go(f"/ui/tasks/{task.id}")
+    expect(page.locator("#timeline")).to_contain_text(str(offloaded.code))
+    expect(page.locator("table.attempts")).to_contain_text("offload")
+    c.cancel(hog.id)
+    s.no_errors()

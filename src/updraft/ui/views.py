@@ -360,15 +360,12 @@ def flow_picture(summary: FlowSummary, width: int = 760, row: int = 28, max_node
     lefts, rights = side(left), side(right)
     keep_l, keep_r = {n for n, _ in lefts}, {n for n, _ in rights}
     height = max(len(lefts), len(rights), 1) * row + 10
-    total = max(summary.placed, 1)
-    scale = max(height - 10 - row, row) / total
     band = row * 0.7
+    busiest = max([c for _, c in lefts] + [c for _, c in rights] + [1])
+    scale = band / busiest  # the busiest box is filled by its bands; widths are the same at both ends
 
     def boxes(items: list[tuple[str, int]]) -> dict[str, Box]:
-        out: dict[str, Box] = {}
-        for i, (name, count) in enumerate(items):
-            out[name] = Box(name, 5 + i * row, band, count)
-        return out
+        return {name: Box(name, 5 + i * row, band, count) for i, (name, count) in enumerate(items)}
 
     lb, rb = boxes(lefts), boxes(rights)
     x0, x1 = 180, width - 180
@@ -378,15 +375,21 @@ def flow_picture(summary: FlowSummary, width: int = 760, row: int = 28, max_node
         t = p.target if p.target in keep_r else "(other)"
         count, off, codes = links.get((o, t), (0, False, Counter()))
         links[(o, t)] = (count + p.count, off or p.offloaded, codes + p.codes)
+    # Bands leave each origin and reach each target stacked, in the order of the other end (fewer crossings).
+    used_l: dict[str, float] = dict.fromkeys(lb, 0.0)
+    used_r: dict[str, float] = dict.fromkeys(rb, 0.0)
+    order = sorted(links.items(), key=lambda kv: (lb[kv[0][0]].y, rb[kv[0][1]].y))
     drawn = []
-    for (o, t), (count, off, codes) in sorted(links.items(), key=lambda kv: -kv[1][0]):
-        y0, y1 = lb[o].y + band / 2, rb[t].y + band / 2
+    for (o, t), (count, off, codes) in order:
+        w = count * scale
+        y0 = lb[o].y + used_l[o] + w / 2
+        y1 = rb[t].y + used_r[t] + w / 2
+        used_l[o] += w
+        used_r[t] += w
         mid = (x0 + x1) / 2
         path = f"M{x0},{y0:.1f} C{mid:.1f},{y0:.1f} {mid:.1f},{y1:.1f} {x1},{y1:.1f}"
         why = ", ".join(f"{c} {code}" for code, c in codes.most_common())
-        drawn.append(
-            Link(o, t, count, path, max(1.5, min(band, count * scale)), off, f"{o} → {t}: {count} ({why})")
-        )
+        drawn.append(Link(o, t, count, path, max(1.5, w), off, f"{o} → {t}: {count} ({why})"))
     return FlowPicture(width, height, list(lb.values()), list(rb.values()), drawn)
 
 
