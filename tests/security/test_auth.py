@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import stat
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.cluster import Cluster, wait_for
+from tests.security.conftest import admin_token
 
 SECRET = "hunter2-very-secret"
 CAPACITY = {"cpu": "2", "memory": "2Gi"}
@@ -33,20 +33,13 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("auth"))
-    try:
-        c.start_server()
-        yield c
-    finally:
-        c.close()
+def cluster(server: Cluster) -> Cluster:
+    return server
 
 
 @pytest.fixture(scope="module")
 def admin(cluster: Cluster) -> Api:
-    path = cluster.dir / "server" / "admin.token"
-    token = wait_for(lambda: path.exists() and path.read_text().strip(), 10, what="admin.token")
-    return Api(cluster.url, token)
+    return Api(cluster.url, admin_token(cluster))
 
 
 def new_token(admin: Api, role: str, node: str | None = None, ttl: str | None = None) -> str:

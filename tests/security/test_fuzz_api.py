@@ -13,33 +13,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+import httpx
 
 from tests.cluster import ROOT, Cluster
+from tests.security.conftest import admin_token
 
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
 MAX_EXAMPLES = int(os.environ.get("UPDRAFT_FUZZ_EXAMPLES", "10"))
 MAX_SECONDS = 170
 """A guard only: ``--max-time`` would make the fuzzing phase repeat until the budget is spent."""
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("fuzz"))
-    try:
-        cluster.start_server()
-        yield cluster
-    finally:
-        cluster.close()
-
-
-def _admin_token(cluster: Cluster) -> str | None:
-    """The server's first-start admin token, once authentication is on by default (issue 15, item 1)."""
-    path = cluster.dir / "server" / "admin.token"
-    return path.read_text().strip() if path.exists() else None
 
 
 def _summary(report: dict) -> list[str]:
@@ -70,9 +54,8 @@ def test_the_whole_api_survives_a_bounded_fuzz_run(server: Cluster, tmp_path: Pa
         "--output-truncate", "true",
         "--report", "json", "--report-json-path", str(report_path),
     ]
-    token = _admin_token(server)
-    if token is not None:
-        args += ["--header", f"Authorization: Bearer {token}"]
+    token = admin_token(server)
+    args += ["--header", f"Authorization: Bearer {token}"]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.security.fuzz_hooks",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     run = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=MAX_SECONDS)
@@ -83,9 +66,7 @@ def test_the_whole_api_survives_a_bounded_fuzz_run(server: Cluster, tmp_path: Pa
     details = "\n".join(line for line in run.stdout.splitlines() if not line.startswith("    curl "))
     assert not problems and run.returncode == 0, "\n".join(problems) + "\n\n" + details[-12000:]
     assert server.server is not None and server.server.alive()
-    if token is not None:  # the run acted behind the guard to the end (its token was never revoked)
-        import httpx
-
-        listed = httpx.get(f"{server.url}/v1/tasks", params={"limit": 10000}, timeout=30,
-                           headers={"Authorization": f"Bearer {token}"})
-        assert listed.status_code == 200 and isinstance(listed.json(), list), listed.text[:500]
+    # the run acted behind the guard to the end: its token was never revoked
+    listed = httpx.get(f"{server.url}/v1/tasks", params={"limit": 10000}, timeout=30,
+                       headers={"Authorization": f"Bearer {token}"})
+    assert listed.status_code == 200 and isinstance(listed.json(), list), listed.text[:500]

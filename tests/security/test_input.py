@@ -8,7 +8,6 @@ Agents are played over HTTP with a node token (no Docker needed).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,19 +19,8 @@ CAPACITY = {"cpu": "2", "memory": "2Gi"}
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("input"))
-    try:
-        c.start_server()
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture(scope="module")
-def admin(cluster: Cluster) -> httpx.Client:
-    token = (cluster.dir / "server" / "admin.token").read_text().strip()
-    return httpx.Client(base_url=cluster.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+def cluster(server: Cluster) -> Cluster:
+    return server
 
 
 def node_client(cluster: Cluster, admin: httpx.Client, name: str) -> httpx.Client:
