@@ -50,6 +50,8 @@ class SimulatedFleet:
         self.headers = headers or {}
         self.beats = 0
         self.errors = 0
+        self.latency_ms: list[float] = []
+        """Each answered heartbeat's round trip, as this client saw it (``bench/ui.py`` reads and resets it)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -103,6 +105,7 @@ class SimulatedFleet:
                     if delay > 0:
                         await asyncio.sleep(delay)
                     cpu, mem = load_at(i, beat)
+                    sent = loop.time()
                     try:
                         reply = await conn.request(
                             "POST", f"/v1/nodes/{name}/heartbeat", {"cpu_pct": cpu, "memory_pct": mem},
@@ -113,6 +116,7 @@ class SimulatedFleet:
                         ok = False
                     if ok:
                         self.beats += 1
+                        self.latency_ms.append((loop.time() - sent) * 1000)
                     else:
                         self.errors += 1
                 beat += 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 FLEET_FRESH = 0.5
+ROW_CACHE = 8192
+"""Rendered fleet rows kept (a row per node and role kind, a few generations of changing loads)."""
+_HB, _AGE = "__updraft_hb__", "__updraft_age__"
 FLEET_VIEWS = 64
 """Fleet pages whose rows are remembered, so their live stream sends only what changed since the render."""
 
@@ -73,6 +77,9 @@ class Ui:
         self._fleet_views: OrderedDict[str, dict[str, FleetRow]] = OrderedDict()
         self._fleet_cache: tuple[int, float, list[FleetRow]] | None = None
         self._fleet_lock = threading.Lock()
+        self._fleet_row_macro = self.macro("fleet_row")
+        self._row_cache: OrderedDict[tuple[FleetRow, bool], str] = OrderedDict()
+        self._row_lock = threading.Lock()
 
     def now(self) -> float:
         return self.service.clock.now()
@@ -120,6 +127,26 @@ class Ui:
 
     def macro(self, name: str) -> Any:
         return getattr(self.env.get_template("_macros.html").module, name)
+
+    def row_html(self, row: FleetRow, may_act: bool, now: float) -> str:
+        """A node's row as HTML. Rendered once per (row, may_act) for every open page and every load — a row
+        is a frozen value of what it shows — with the heartbeat time and its age filled in per use."""
+        key = (row, may_act)
+        with self._row_lock:
+            html = self._row_cache.get(key)
+            if html is not None:
+                self._row_cache.move_to_end(key)
+        if html is None:
+            html = str(self._fleet_row_macro(row, may_act, _HB, _AGE))
+            with self._row_lock:
+                self._row_cache[key] = html
+                while len(self._row_cache) > ROW_CACHE:
+                    self._row_cache.popitem(last=False)
+        age = age_text(now - row.heartbeat) if row.heartbeat else "never"
+        return html.replace(_HB, repr(row.heartbeat), 1).replace(_AGE, age, 1)
+
+    def rows_html(self, rows: list[FleetRow], may_act: bool, now: float) -> Markup:
+        return Markup("\n".join(self.row_html(r, may_act, now) for r in rows))
 
     # -- the fleet, from memory ----------------------------------------------------------------------------
     def fleet(self) -> list[FleetRow]:

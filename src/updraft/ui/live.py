@@ -81,7 +81,6 @@ def build_live_router(ui: Ui) -> APIRouter:
     async def fleet(request: Request, viewer: Viewer = look, view: Annotated[str, Query(max_length=40)] = "") -> Any:
         need(viewer, Action.READ_NODE)
         may_act = viewer.may(Action.NODE_ADMIN)
-        row_html = ui.macro("fleet_row")
         summary_html = ui.macro("fleet_summary")
 
         def step(shown: dict[str, FleetRow], beats: dict[str, float]) -> tuple[dict[str, Any], dict[str, FleetRow]]:
@@ -93,7 +92,7 @@ def build_live_router(ui: Ui) -> APIRouter:
             now = ui.now()
             update: dict[str, Any] = {"now": now, "hb": {"node-" + n: at for n, at in moved.items()}}
             if changed or gone:
-                update["rows"] = {r.dom_id: str(row_html(r, may_act, now)) for r in changed}
+                update["rows"] = {r.dom_id: ui.row_html(r, may_act, now) for r in changed}
                 update["gone"] = ["node-" + n for n in gone]
                 update["summary"] = str(summary_html(fleet_summary(rows)))
                 shown = {r.name: r for r in rows}
