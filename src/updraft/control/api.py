@@ -36,7 +36,7 @@ from updraft.model.api import (
     SubmitRequest,
     TaintChange,
 )
-from updraft.model.limits import INT64_MAX
+from updraft.model.limits import INT64_MAX, NodeName, TaskId
 from updraft.observe.tracing import NOOP, Tracing
 from updraft.security.http import Guard, Principal, path_param
 from updraft.security.redaction import redact_task, redact_tasks
@@ -77,7 +77,7 @@ def build_router(service: ControlService, guard: Guard, tracing: Tracing = NOOP)
     NODE_ADMIN = guard.require(Action.NODE_ADMIN)
     READ_NODE = guard.require(Action.READ_NODE)
 
-    async def task_now(task_id: str) -> Task:
+    async def task_now(task_id: TaskId) -> Task:
         """From memory while live; a finished task is read from the store in a worker thread."""
         live = service.live_task(task_id)
         return live if live is not None else await asyncio.to_thread(service.task, task_id)
@@ -111,12 +111,12 @@ def build_router(service: ControlService, guard: Guard, tracing: Tracing = NOOP)
         return _json(redact_tasks(tasks, who.role), _TASKS)
 
     @r.get("/tasks/{task_id}", response_model=Task, tags=["tasks"], responses=E(401, 403, 404, 422))
-    async def get_task(task_id: str, who: Principal = READ) -> Any:
+    async def get_task(task_id: TaskId, who: Principal = READ) -> Any:
         return _json(redact_task(await task_now(task_id), who.role))
 
     @r.get("/tasks/{task_id}/wait", response_model=Task, tags=["tasks"], responses=E(401, 403, 404, 422))
     async def wait_task(
-        task_id: str, timeout: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 30.0, who: Principal = READ
+        task_id: TaskId, timeout: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 30.0, who: Principal = READ
     ) -> Any:
         """Long-poll until the task is terminal or ``timeout`` passes; returns the task either way."""
         deadline = service.clock.monotonic() + timeout
@@ -129,18 +129,18 @@ def build_router(service: ControlService, guard: Guard, tracing: Tracing = NOOP)
             await notifier.wait(f"task:{task_id}", version, left)
 
     @r.post("/tasks/{task_id}/cancel", response_model=Task, tags=["tasks"], responses=E(401, 403, 404, 409, 422))
-    def cancel(task_id: str, who: Principal = guard.require(Action.CANCEL)) -> Any:
+    def cancel(task_id: TaskId, who: Principal = guard.require(Action.CANCEL)) -> Any:
         return _json(redact_task(service.cancel(task_id), who.role))
 
     @r.get("/tasks/{task_id}/events", response_model=list[Event], tags=["tasks"], dependencies=[READ],
            responses=E(401, 403, 404, 422, 429))
-    def task_events(task_id: str) -> Any:
+    def task_events(task_id: TaskId) -> Any:
         service.task(task_id)
         return _json(service.store.list_events(task_id=task_id), _EVENTS)
 
     @r.get("/tasks/{task_id}/logs", tags=["tasks"], dependencies=[READ], responses=E(401, 403, 404, 422))
     async def task_logs(
-        task_id: str, after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0, wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0
+        task_id: TaskId, after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0, wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0
     ) -> Any:
         """Log lines after ``after``; with ``wait``, long-poll for new lines while the task is not done."""
         version = notifier.version(f"logs:{task_id}")
@@ -168,23 +168,23 @@ def build_router(service: ControlService, guard: Guard, tracing: Tracing = NOOP)
 
     @r.get("/nodes/{name}", response_model=Node, tags=["nodes"], dependencies=[READ_NODE],
            responses=E(401, 403, 404, 422))
-    async def get_node(name: str) -> Any:
+    async def get_node(name: NodeName) -> Any:
         return _json(service.node(name))
 
     @r.put("/nodes/{name}", response_model=Node, tags=["agent"], dependencies=[AGENT],
            responses=E(401, 403, 409, 422))
-    def register(name: str, body: NodeRegistration) -> Any:
+    def register(name: NodeName, body: NodeRegistration) -> Any:
         return _json(service.register(name, body))
 
     @r.post("/nodes/{name}/heartbeat", response_model=HeartbeatReply, tags=["agent"], dependencies=[AGENT],
             responses=E(401, 403, 422))
-    async def heartbeat(name: str, body: Heartbeat) -> Any:
+    async def heartbeat(name: NodeName, body: Heartbeat) -> Any:
         return _json(service.heartbeat(name, body))
 
     @r.get("/nodes/{name}/assignments", response_model=Assignments, tags=["agent"], dependencies=[AGENT],
            responses=E(401, 403, 404, 422))
     async def assignments(
-        name: str, index: Annotated[int | None, Query(ge=0, le=INT64_MAX)] = None, wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0
+        name: NodeName, index: Annotated[int | None, Query(ge=0, le=INT64_MAX)] = None, wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0
     ) -> Any:
         """The attempts this node should run. Long-polls while ``index`` is still current."""
         service.node(name)
@@ -194,34 +194,34 @@ def build_router(service: ControlService, guard: Guard, tracing: Tracing = NOOP)
 
     @r.post("/nodes/{name}/cordon", response_model=Node, tags=["nodes"], dependencies=[NODE_ADMIN],
             responses=E(401, 403, 404, 409, 422))
-    def cordon(name: str) -> Any:
+    def cordon(name: NodeName) -> Any:
         return _json(service.cordon(name, True))
 
     @r.post("/nodes/{name}/uncordon", response_model=Node, tags=["nodes"], dependencies=[NODE_ADMIN],
             responses=E(401, 403, 404, 409, 422))
-    def uncordon(name: str) -> Any:
+    def uncordon(name: NodeName) -> Any:
         return _json(service.cordon(name, False))
 
     @r.post("/nodes/{name}/drain", response_model=Node, tags=["nodes"], dependencies=[NODE_ADMIN],
             responses=E(401, 403, 404, 409, 422))
-    def drain(name: str) -> Any:
+    def drain(name: NodeName) -> Any:
         return _json(service.drain(name))
 
     @r.post("/nodes/{name}/labels", response_model=Node, tags=["nodes"], dependencies=[NODE_ADMIN],
             responses=E(401, 403, 404, 409, 422))
-    def labels(name: str, body: LabelChange) -> Any:
+    def labels(name: NodeName, body: LabelChange) -> Any:
         return _json(service.set_labels(name, body))
 
     @r.post("/nodes/{name}/taints", response_model=Node, tags=["nodes"], dependencies=[NODE_ADMIN],
             responses=E(401, 403, 404, 409, 422))
-    def taints(name: str, body: TaintChange) -> Any:
+    def taints(name: NodeName, body: TaintChange) -> Any:
         return _json(service.set_taints(name, body))
 
     # -- agent reports ------------------------------------------------------------------------------
     @r.post("/tasks/{task_id}/attempts/{token}/status", response_model=Task, tags=["agent"], dependencies=[REPORT],
             responses=E(401, 403, 404, 409, 422))
     def report(
-        task_id: str,
+        task_id: TaskId,
         token: TokenParam,
         body: AttemptReport,
         traceparent: Annotated[str | None, Header(include_in_schema=False)] = None,
@@ -232,12 +232,12 @@ def build_router(service: ControlService, guard: Guard, tracing: Tracing = NOOP)
 
     @r.post("/tasks/{task_id}/attempts/{token}/probes", response_model=Task, tags=["agent"], dependencies=[REPORT],
             responses=E(401, 403, 404, 409, 422))
-    def probes(task_id: str, token: TokenParam, body: ProbeReport) -> Any:
+    def probes(task_id: TaskId, token: TokenParam, body: ProbeReport) -> Any:
         return _json(redact_task(service.probe_report(task_id, token, body), None))
 
     @r.post("/tasks/{task_id}/attempts/{token}/logs", tags=["agent"], dependencies=[REPORT],
             responses=E(401, 403, 404, 409, 422))
-    def logs(task_id: str, token: TokenParam, body: LogBatch) -> Any:
+    def logs(task_id: TaskId, token: TokenParam, body: LogBatch) -> Any:
         return {"accepted": service.append_logs(task_id, token, body)}
 
     @r.get("/policy", tags=["config"], dependencies=[READ_NODE], responses=E(401, 403))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from updraft.clock import Clock
 from updraft.errors import Conflict, ImageError
-from updraft.images import Credentials, PinDecision, Pinner, RegistryClient
+from updraft.images import PinDecision, Pinner, RegistryClient
 from updraft.model import Event, EventKind, Task, TaskSpec, TaskState
 from updraft.settings import ServerSettings
 from updraft.store import Txn
@@ -26,10 +26,13 @@ if TYPE_CHECKING:
 
 
 def make_pinner(settings: ServerSettings, clock: Clock) -> Pinner:
-    credentials = None
-    if settings.registry_username is not None:
-        credentials = Credentials(settings.registry_username, settings.registry_password or "")
-    registry = RegistryClient(credentials, settings.registry_insecure, timeout=settings.registry_timeout)
+    """The pinner, with a login per registry host (never sent to another host) and the allowed registries."""
+    registry = RegistryClient(
+        settings.registry_credentials,
+        settings.registry_insecure,
+        timeout=settings.registry_timeout,
+        allowed=settings.registry_allow,
+    )
     return Pinner(settings.image_policy, registry, monotonic=clock.monotonic)
 
 
