@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import statistics
 import tempfile
 import threading
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import table, write_results
+from _common import RESULTS, table, write_results
 from load import SERVER_CONFIG, check_store, drive
 
 from tests.cluster import Cluster, wait_for
@@ -172,7 +173,8 @@ def main() -> None:
     ap.add_argument("--submitters", type=int, default=32)
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--lease-ttl", type=int, default=2, help="etcd_lease_ttl of the servers in the failover runs")
-    ap.add_argument("--failover-only", action="store_true", help="skip the throughput runs; print, do not write")
+    ap.add_argument("--failover-only", action="store_true",
+                    help="failover runs only, added to ha.json under failover_by_lease_ttl")
     ap.add_argument("--demo", action="store_true", help="one narrated failover run; no results file (make demo-ha)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="updraft-ha-bench-"))
@@ -184,9 +186,15 @@ def main() -> None:
         for i in range(args.runs):
             runs.append(failover_run(etcd, work / f"run{i}", lease_ttl=args.lease_ttl))
             print(f"failover run {i + 1}/{args.runs}: {runs[-1]}", flush=True)
-        if args.failover_only:
+        if args.failover_only:  # recorded beside the main figures under failover_by_lease_ttl
             seconds = [r["failover_s"] for r in runs]
             print(f"lease TTL {args.lease_ttl} s: median failover {statistics.median(seconds):.3f} s over {seconds}")
+            path = RESULTS / "ha.json"
+            figures = json.loads(path.read_text()) if path.exists() else {}
+            figures.setdefault("failover_by_lease_ttl", {})[str(args.lease_ttl)] = {
+                "median_failover_s": round(statistics.median(seconds), 3), "runs": seconds,
+                "lost": sum(r["lost"] for r in runs), "double_running": sum(r["double_running"] for r in runs)}
+            write_results("ha", figures)
             return
         print(f"load on etcd: {args.submitters} submitters, {args.nodes} nodes, {args.seconds:g} s ...", flush=True)
         on_etcd = etcd_throughput(etcd, work / "load-etcd", args.submitters, args.nodes, args.seconds)
