@@ -9,6 +9,7 @@ means, is the state machine's decision (:mod:`updraft.agent.state`); this is onl
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -45,8 +46,14 @@ CREATE TABLE IF NOT EXISTS finished (task_id TEXT NOT NULL, token INTEGER NOT NU
 
 class Outbox:
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        folder = Path(path).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)  # task results and log lines wait here: owner only
+        old = os.umask(0o077)
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        finally:
+            os.umask(old)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()  # the driver writes; /metrics reads the length
