@@ -83,9 +83,10 @@ def build_live_router(ui: Ui) -> APIRouter:
         may_act = viewer.may(Action.NODE_ADMIN)
         summary_html = ui.macro("fleet_summary")
 
-        def step(shown: dict[str, FleetRow], beats: dict[str, float]) -> tuple[dict[str, Any], dict[str, FleetRow]]:
-            """One update: what changed since ``shown`` (run in a worker thread: 1,000 rows take milliseconds
-            to compare and more to render, and the event loop answers heartbeats)."""
+        def step(shown: dict[str, FleetRow], beats: dict[str, float]) -> tuple[str, dict[str, FleetRow]]:
+            """One update, serialised: what changed since ``shown`` (run in a worker thread: 1,000 rows take
+            milliseconds to compare, and a hundred changed rows make a 100 kB message; the event loop answers
+            heartbeats)."""
             rows = ui.fleet()
             changed, gone = fleet_changes(shown, rows)
             moved = fleet_beats(beats, rows)
@@ -99,15 +100,15 @@ def build_live_router(ui: Ui) -> APIRouter:
             beats.update(moved)
             for name in gone:
                 beats.pop(name, None)
-            return update, shown
+            return sse("rows", update), shown
 
         async def body() -> AsyncIterator[str]:
             shown = ui.recall_fleet(view)
             beats = {name: r.heartbeat for name, r in shown.items()}
             seen, checked = notifier.version("events"), [service.clock.monotonic()]
             while await still_valid(request, viewer, checked):
-                update, shown = await asyncio.to_thread(step, shown, beats)
-                yield sse("rows", update)
+                message, shown = await asyncio.to_thread(step, shown, beats)
+                yield message
                 seen = await notifier.wait("events", seen, FLEET_TICK)
             yield sse("logout", {})
 
