@@ -166,6 +166,13 @@ def agent(
         )
     except UpdraftError as exc:
         _fail(exc)
+    if cfg.token is None and cfg.token_file is not None:
+        from updraft.security.serving import read_token_file
+
+        try:
+            cfg = cfg.model_copy(update={"token": read_token_file(cfg.token_file)})
+        except UpdraftError as exc:
+            _fail(exc)
     setup_logging(cfg.log_format, cfg.log_level, component="agent", node=cfg.name)
     if docker_api:  # beside the agent, in its process: containers created there have this node as origin
         from updraft.dockerapi import serve_docker_api

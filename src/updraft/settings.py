@@ -178,6 +178,7 @@ class AgentSettings(_Settings):
         return value
 
     token: str | None = Field(default=None, repr=False)
+    token_file: Path | None = Field(default=None, description="read the token from this file (first line)")
     ca: Path | None = Field(default=None, description="verify the control plane's TLS certificate with this CA")
     client_cert: Path | None = Field(default=None, description="mutual TLS: this agent's certificate")
     client_key: Path | None = Field(default=None, description="mutual TLS: its private key")

@@ -115,7 +115,10 @@ def test_compose_stack_shape() -> None:
         assert "/var/run/docker.sock:/var/run/docker.sock" in agent["volumes"]
         assert agent["environment"]["UPDRAFT_SERVER"] == "http://server:8470"
         assert agent["environment"]["UPDRAFT_HOST"] == "0.0.0.0"
+        assert agent["environment"]["UPDRAFT_TOKEN_FILE"].startswith("/secrets/")  # a node token of its own
+        assert agent["depends_on"]["tokens"]["condition"] == "service_completed_successfully"
     assert "--log-format" in services["server"]["command"]
+    assert "--insecure-http" in services["server"]["command"]  # plain HTTP only on the stack's own network
     for name in ("prometheus", "grafana"):
         for volume in services[name]["volumes"]:
             source = volume.split(":")[0]
@@ -126,6 +129,8 @@ def test_compose_stack_shape() -> None:
     port = str(agents[0]["environment"]["UPDRAFT_PORT"])
     assert targets == {"server:8470", f"agent-edge:{port}", f"agent-cloud:{port}"}
     assert prom["rule_files"] == ["alerts.yml"]
+    server_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "updraft-server")
+    assert server_job["authorization"]["credentials_file"] == "/secrets/metrics.token"
     seed = json.loads((DEPLOY / "server.json").read_text())
     assert seed == {"scheduler": "offload", "enable_offload": True, "threshold_cpu": 75, "threshold_memory": 80,
                     "target_node_tags": ["edge", "low-util"]}
