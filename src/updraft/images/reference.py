@@ -13,13 +13,9 @@ import re
 from dataclasses import dataclass, replace
 
 from updraft.errors import ValidationError
+from updraft.model.spec import IMAGE_REF
 
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REF = re.compile(
-    rf"^(?P<name>(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$",
-    re.ASCII,
-)
+_REF = IMAGE_REF  # one grammar of image references, the model's: what validates a spec is what parses here
 DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
