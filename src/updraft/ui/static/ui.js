@@ -79,10 +79,6 @@
     if (el.textContent !== text) el.textContent = text;
     el.classList.toggle("late", at > 0 && now - at > 5);
   }
-  function drawAges(root) {
-    const now = serverNow();
-    for (const el of (root || document).querySelectorAll(".age")) drawAge(el, now);
-  }
 
   // -- a live stream -----------------------------------------------------------------------------------------
   function listen(url, handlers) {
@@ -182,7 +178,22 @@
     filterBox.addEventListener("input", filterAll);
     stateBox.addEventListener("change", filterAll);
     if (filterBox.value || stateBox.value) filterAll(); else countShown(); // a reload may keep the boxes' values
-    setInterval(() => drawAges(tbody), 1000); // the server drew them once; from now on, here
+    // Ages are redrawn each second for the rows on screen only (an IntersectionObserver keeps the set): the
+    // server drew them once, and a row scrolled into view is drawn as it appears.
+    const onScreen = new Set();
+    const seen = new IntersectionObserver((entries) => {
+      const now = serverNow();
+      for (const e of entries) {
+        if (e.isIntersecting) { onScreen.add(e.target); drawAge(e.target.querySelector(".age"), now); }
+        else onScreen.delete(e.target);
+      }
+    });
+    for (const tr of tbody.children) seen.observe(tr);
+    function forget(tr) { seen.unobserve(tr); onScreen.delete(tr); }
+    setInterval(() => {
+      const now = serverNow();
+      for (const tr of onScreen) drawAge(tr.querySelector(".age"), now);
+    }, 1000);
 
     listen("/ui/live/fleet?view=" + encodeURIComponent(table.dataset.view), {
       rows(data) {
@@ -196,15 +207,20 @@
             const old = document.getElementById(tr.id);
             if (old) {
               const sameKey = key(old) === key(tr);
+              forget(old);
               old.replaceWith(tr);
               if (!sameKey) moved.push(tr);
             } else {
               tbody.appendChild(tr);
               moved.push(tr);
             }
+            seen.observe(tr);
             if (filtering) filterRow(tr);
           }
-          for (const id of data.gone) { const old = document.getElementById(id); if (old) old.remove(); }
+          for (const id of data.gone) {
+            const old = document.getElementById(id);
+            if (old) { forget(old); old.remove(); }
+          }
           const summary = document.getElementById("fleet-summary");
           if (summary && data.summary) summary.innerHTML = data.summary;
         }
@@ -213,7 +229,7 @@
           const tr = document.getElementById(id);
           if (!tr) continue;
           tr.dataset.hb = at;
-          drawAge(tr.querySelector(".age"), now);
+          if (onScreen.has(tr)) drawAge(tr.querySelector(".age"), now);
           if (sortKey === "hb" && !moved.includes(tr)) moved.push(tr);
         }
         placeRows(moved);
