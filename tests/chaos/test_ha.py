@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.chaos.test_chaos import assert_no_overlap, ledger, ledger_task, read_ledger
-from tests.cluster import wait_for
+from tests.cluster import BASE_IMAGE, wait_for
 from tests.ha_cluster import EtcdCluster, HaCluster
 from updraft.errors import UpdraftError
 from updraft.net import RetryPolicy
@@ -143,6 +143,11 @@ def test_kill9_of_the_leader_during_a_burst_loses_no_submit_and_runs_nothing_twi
     assert ran == set(key_of), "every stored task ran"
     view = ha.cluster_view(new)
     assert view is not None and view["leader"]["id"] == f"s{new}"
+    with Client(url) as c:  # long-polls and a followed log stream through nginx, whichever server answers
+        echo = c.submit({"image": BASE_IMAGE, "command": ["sh", "-c", "echo one; sleep 1; echo two"],
+                         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}})
+        lines = [line["data"].strip() for line in c.logs(echo.id, follow=True)]
+        assert lines == ["one", "two"] and c.wait(echo.id, timeout=60).state == "succeeded"
 
 
 def test_a_stopped_leader_is_replaced_and_does_not_lead_again_when_it_resumes(ha: HaCluster, ledger: Path) -> None:
