@@ -363,7 +363,9 @@ class EtcdStore:
         self, states: Iterable[TaskState] | None = None, node: str | None = None, limit: int = 1000
     ) -> list[Task]:
         """Newest first (by creation), like the SQLite store; filtered here (etcd has no secondary index)."""
-        kvs, _ = self.range(self.key("tasks", ""), prefix=True, sort_order=2, sort_target=2)  # descend by create
+        unfiltered = states is None and node is None
+        kvs, _ = self.range(self.key("tasks", ""), prefix=True, sort_order=2, sort_target=2,  # descend by create
+                            **({"limit": limit} if unfiltered else {}))
         wanted = {str(s) for s in states} if states is not None else None
         out: list[Task] = []
         for kv in kvs:
