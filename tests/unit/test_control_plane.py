@@ -210,3 +210,24 @@ def test_admission_refuses_beyond_the_limit_before_reading_the_body() -> None:
 
     asyncio.run(scenario())
     assert served == ["/v1/tasks", "/v1/nodes/n1/heartbeat"]
+
+
+def test_with_offload_disabled_a_dead_origins_task_still_moves(tmp_path: Path, fake_clock: FakeClock) -> None:
+    """enable_offload is a load decision; a task whose origin is gone is placed anywhere all the same."""
+    svc = make(tmp_path, fake_clock, policy={"enable_offload": False})
+    svc.register("a", registration())
+    svc.register("b", registration())
+    free, _ = svc.submit(spec(origin="a", cpu_limit="100m"))
+    pinned, _ = svc.submit(spec(origin="a", offloadable=False, cpu_limit="100m"))
+    svc.schedule_once()
+    assert svc.task(free.id).node == svc.task(pinned.id).node == "a"
+    fake_clock.advance(10)
+    svc.heartbeat("b", heartbeat())
+    check_nodes(svc)
+    drift(svc)
+    svc.schedule_once()
+    moved = svc.task(free.id)
+    assert (moved.node, moved.state) == ("b", TaskState.SCHEDULED)
+    assert moved.current is not None and moved.current.reason.startswith("origin a is unreachable; target b")
+    assert svc.task(pinned.id).node == "a"  # pinned: it waits for its origin, its attempt intact
+    svc.close()

@@ -179,6 +179,22 @@ def schedule(snapshot: Snapshot, policy: Policy, now: float, limit: int | None =
         run.revert()
 
 
+def _unavailable(index: NodeIndex, row: int | None) -> bool:
+    """No origin node, or one that cannot take work now (not ready, cordoned, draining)."""
+    if row is None:
+        return True
+    node = index.node_at(row)
+    return node.state != NodeState.READY or node.cordoned or node.draining
+
+
+def _unavailable_why(index: NodeIndex, row: int | None, origin: str | None) -> str:
+    node = index.node_at(row) if row is not None else None
+    if node is None or (node.state == NodeState.READY and not node.cordoned and not node.draining):
+        return f"origin {origin} not available"  # gone, or excluded for this task
+    state = node.state if node.state != NodeState.READY else "draining" if node.draining else "cordoned"
+    return f"origin {node.name} is {state}"
+
+
 def _decide(
     snapshot: Snapshot, policy: Policy, now: float, limit: int | None, index: NodeIndex, run: _Pass
 ) -> Plan:
@@ -219,21 +235,28 @@ def _decide(
                 place(task, row, demand, "anywhere", reason, s, Code.ANYWHERE_BEST)
             continue
 
-        if origin_row is None or spec.origin in task.excluded_nodes:
+        if _unavailable(index, origin_row) or spec.origin in task.excluded_nodes:
+            # Gone, not ready, cordoned or draining: an offloadable task goes to the best node anywhere, whether
+            # or not offload (a load decision) is enabled; a pinned one waits for its origin.
             if not spec.offloadable:
                 reason = f"origin {spec.origin} is not available and the task is not offloadable"
                 defer(task, reason, Code.PINNED_ORIGIN_UNAVAILABLE)
                 continue
-            row, s, why_not = run.best(task, demand, None, origin_row, "nodes")
+            row, s, why_not = None, 0.0, None
+            if policy.enable_offload and origin_row is not None:  # the operator's targets first, then anywhere
+                row, s, why_not = run.best(task, demand, run.targets(), origin_row, "target nodes")
+            if row is None:
+                row, s, why_not = run.best(task, demand, None, origin_row, "nodes")
             if row is None:
                 assert why_not is not None
                 defer(task, why_not.text(), Code.NO_NODE_FITS, why_not)
             else:
                 name = index.node_at(row).name
-                reason = f"origin {spec.origin} not available; target {name} (score {s:.2f}; {note(row, task)})"
+                reason = f"{_unavailable_why(index, origin_row, spec.origin)}; target {name} (score {s:.2f}; {note(row, task)})"
                 place(task, row, demand, "offload", reason, s, Code.ORIGIN_UNAVAILABLE)
             continue
 
+        assert origin_row is not None  # _unavailable covers a missing origin
         origin = index.node_at(origin_row)
         origin_usage = index.usage_at(origin_row)
         mode = modes.get(origin.name, origin.offloading)
@@ -245,11 +268,8 @@ def _decide(
             snapshot.forecasts.get(origin.name),
             snapshot.transients.get(origin.name),
         )
-        if origin.state != NodeState.READY:
+        if origin.state != NodeState.READY:  # pinned tasks only (the others went anywhere above)
             over, why, code = True, f"origin {origin.name} is {origin.state}", Code.ORIGIN_UNAVAILABLE
-        elif origin.cordoned or origin.draining:  # an origin being emptied offloads what it may
-            state = "draining" if origin.draining else "cordoned"
-            over, why, code = True, f"origin {origin.name} is {state}", Code.ORIGIN_UNAVAILABLE
         if over != mode and origin.state == NodeState.READY:
             modes[origin.name] = over
             if over == origin.offloading:  # flipped and back within one pass: nothing to write
