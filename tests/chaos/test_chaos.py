@@ -144,7 +144,7 @@ def test_sigstop_agent_its_stale_copies_are_stopped_on_return(cluster: Cluster, 
 
 def test_partition_with_stop_after_never_runs_two_copies_at_once(cluster: Cluster, ledger: Path, netns: NetNs) -> None:
     cluster.server_config = NO_OFFLOAD
-    cluster.start_server(host="0.0.0.0")
+    cluster.start_server(host="0.0.0.0", insecure_http=True)  # the agent is in a netns: plain HTTP on its veth
     server = f"http://{netns.host_ip}:{cluster.port}"
     cluster.start_agent("a", cpus="1", memory="2Gi", prefix=netns.prefix(), server=server)
     cluster.start_agent("b", cpus="1", memory="2Gi")
@@ -203,7 +203,7 @@ def test_dockerd_restart_under_a_running_agent(cluster: Cluster, ledger: Path) -
 
 def test_flapping_link_loses_nothing_and_accepts_no_duplicate(cluster: Cluster, ledger: Path, netns: NetNs) -> None:
     cluster.server_config = NO_OFFLOAD
-    cluster.start_server(host="0.0.0.0")
+    cluster.start_server(host="0.0.0.0", insecure_http=True)  # the agent is in a netns: plain HTTP on its veth
     server = f"http://{netns.host_ip}:{cluster.port}"
     cluster.start_agent("a", cpus="1", memory="2Gi", prefix=netns.prefix(), server=server)
     cluster.start_agent("b", cpus="1", memory="2Gi")
