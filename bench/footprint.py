@@ -32,12 +32,16 @@ def rss_mb(pid: int) -> float:
     return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
 
 
+AUTH: dict[str, str] = {}
+"""The admin's Authorization header, set once the server is up (authentication is on by default)."""
+
+
 async def register(port: int, names: list[str]) -> None:
     async def some(chunk: list[str]) -> None:
         c = Connection("127.0.0.1", port)
         for name in chunk:
             body = {"capacity": {"cpu": "4", "memory": "8Gi"}, "tags": ["edge"], "labels": {"zone": name[-1]}}
-            reply = await c.request("PUT", f"/v1/nodes/{name}", body, timeout=60)
+            reply = await c.request("PUT", f"/v1/nodes/{name}", body, headers=AUTH, timeout=60)
             assert reply.status == 200, reply.body[:200]
         c.close()
 
@@ -54,7 +58,7 @@ async def beat(port: int, names: list[str], stop: asyncio.Event) -> None:
             for name in chunk:
                 t = time.monotonic()
                 await c.request("POST", f"/v1/nodes/{name}/heartbeat",
-                                {"cpu_pct": 10, "memory_pct": 20, "sent_at": time.time()}, timeout=60)
+                                {"cpu_pct": 10, "memory_pct": 20, "sent_at": time.time()}, headers=AUTH, timeout=60)
                 await asyncio.sleep(max(0.0, gap - (time.monotonic() - t)))
                 if stop.is_set():
                     break
@@ -71,7 +75,8 @@ async def submit(port: int, n: int) -> int:
         c = Connection("127.0.0.1", port)
         for _ in range(count):
             while True:
-                reply = await c.request("POST", "/v1/tasks", BODY, headers={"Idempotency-Key": uuid.uuid4().hex}, timeout=60)
+                reply = await c.request("POST", "/v1/tasks", BODY, headers={"Idempotency-Key": uuid.uuid4().hex, **AUTH},
+                                        timeout=60)
                 if reply.status in (200, 201):
                     accepted += 1
                     break
@@ -93,7 +98,7 @@ async def probe(port: int, samples: list[float], stop: asyncio.Event) -> None:
 
 
 async def count(port: int, path: str) -> list:  # type: ignore[type-arg]
-    return list((await Connection("127.0.0.1", port).request("GET", path, None, timeout=60)).json())
+    return list((await Connection("127.0.0.1", port).request("GET", path, None, headers=AUTH, timeout=60)).json())
 
 
 async def run(nodes: int, tasks: int) -> dict[str, object]:
@@ -102,6 +107,7 @@ async def run(nodes: int, tasks: int) -> dict[str, object]:
         server = cluster.start_server()
         cluster.wait_ready()
         port, pid = cluster.port, server.pid
+        AUTH.update(cluster.headers)
         await asyncio.sleep(2)
         empty = rss_mb(pid)
         names = [f"fp-{i:05d}" for i in range(nodes)]
