@@ -37,6 +37,8 @@ def test_heartbeats_stay_in_memory_until_the_slow_flush(tmp_path: Path, fake_clo
     svc.writer.flush()
     assert svc.store.revision() == rev  # twenty beats, not one write
     assert svc.node("n1").metrics.cpu_pct == 19 and svc.node("n1").last_heartbeat == fake_clock.now()
+    svc.heartbeat("n1", heartbeat(cpu_pct=19).model_copy(update={"rtt": 0.012}))
+    assert svc.node("n1").metrics.rtt == 0.012  # the agent's measured round trip, for the dashboard
     assert svc.store.get_node("n1").metrics.cpu_pct == 0  # type: ignore[union-attr]
     assert svc.flush_liveness() == 0  # 20 s since the last write: not due yet
     fake_clock.advance(11)

@@ -53,6 +53,9 @@ def test_a_fleet_row_says_what_the_page_shows() -> None:
     assert row.tasks == ("t-a", "t-b") and row.running == 2
     assert row.jitter_ms == 12
     assert "zone=a" in row.search and "suspect" in row.search and "cordoned" in row.search
+    assert row.rtt_ms is None  # no heartbeat round trip reported yet
+    beat = n.model_copy(update={"metrics": NodeMetrics(cpu_pct=91.4, memory_pct=20.0, rtt=0.0237)})
+    assert fleet_row(beat, [], POLICY).rtt_ms == 24
 
 
 def test_only_changed_rows_are_sent_and_gone_nodes_named() -> None:

@@ -128,6 +128,7 @@ class Agent:
         self._workers: list[_Workers] = []
         self._spans: dict[Key, tuple[otrace.Span, ...]] = {}  # the loop thread's only
         self._beats = 0
+        self._last_rtt: float | None = None
         self._images_sent: list[str] | None = None
         self.tracing = tracing if tracing is not None else otrace.setup("agent", self.name, os.environ)
         self.metrics = AgentMetrics(self.name)
@@ -309,6 +310,8 @@ class Agent:
                 rate = getattr(self.runtime, "pull_rate", None)
                 body["bandwidth"] = rate.value if rate is not None else None
         self._beats += 1
+        if self._last_rtt is not None:
+            body["rtt"] = round(self._last_rtt, 4)  # the previous beat's: shown on the dashboard's fleet page
         body["sent_at"] = self.clock.now()  # stamped last: the delay the server measures is the link's
         sent = self.clock.monotonic()
         try:
@@ -323,7 +326,8 @@ class Agent:
             log.warning("heartbeat refused: %s", exc)
             self.post(ev.HeartbeatFailed(transport=False, unknown=isinstance(exc, NotFound)))
             return
-        self.metrics.heartbeat(self.clock.monotonic() - sent)
+        self._last_rtt = self.clock.monotonic() - sent
+        self.metrics.heartbeat(self._last_rtt)
         self.post(ev.HeartbeatAnswered(sent, tuple((t, k) for t, k in reply.stale), reply.known))
 
     def _poll(self, index: int | None) -> None:

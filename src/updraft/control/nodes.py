@@ -69,7 +69,7 @@ class NodeCommands(ServiceCore):
         if before.state == NodeState.UNREACHABLE:
             self.detector.forget(name)  # back from a partition: the gap is not part of its heartbeat rhythm
         self.detector.heartbeat(name, sent_at=hb.sent_at)
-        metrics = NodeMetrics(cpu_pct=hb.cpu_pct, memory_pct=hb.memory_pct, at=now)
+        metrics = NodeMetrics(cpu_pct=hb.cpu_pct, memory_pct=hb.memory_pct, at=now, rtt=hb.rtt)
         node = self.state.heartbeat(name, metrics, now)
         assert node is not None
         wake = node.state != NodeState.READY or abs(hb.cpu_pct - before.metrics.cpu_pct) >= 5

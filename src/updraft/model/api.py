@@ -22,6 +22,7 @@ from updraft.model.limits import (
     Line,
     Percent,
     Quantity,
+    Seconds,
     Tags,
     TaskId,
     Text,
@@ -104,6 +105,7 @@ class Heartbeat(_Body):
         default=None, ge=0, le=1e15, allow_inf_nan=False, description="measured image pull rate, bytes/s"
     )
     sent_at: Timestamp | None = None
+    rtt: Seconds | None = Field(default=None, description="the round trip of the agent's previous heartbeat, s")
 
 
 class HeartbeatReply(_Body):

@@ -80,6 +80,7 @@ class NodeMetrics(_Value):
     cpu_pct: float = 0.0
     memory_pct: float = 0.0
     at: float = 0.0
+    rtt: float | None = Field(default=None, description="the agent's last heartbeat round trip, seconds")
 
 
 class Node(_Value):

@@ -72,6 +72,8 @@ class FleetRow:
     tasks: tuple[str, ...]
     jitter_ms: int
     heartbeat: float = field(default=0.0, compare=False)
+    rtt_ms: int | None = field(default=None, compare=False)
+    """The agent's last heartbeat round trip; like ``heartbeat``, not a reason to redraw the row."""
     """Not compared: a heartbeat moves it every second; the page is sent the time alone (``fleet_beats``)."""
 
     @property
@@ -115,6 +117,7 @@ def fleet_row(node: Node, tasks: Sequence[str], policy: Policy, jitter: float = 
         tasks=tuple(sorted(tasks)[:TASKS_SHOWN]),
         heartbeat=node.last_heartbeat,
         jitter_ms=round(jitter * 1000),
+        rtt_ms=round(node.metrics.rtt * 1000) if node.metrics.rtt is not None else None,
     )
 
 
