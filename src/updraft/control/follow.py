@@ -107,9 +107,7 @@ class Follower:
                     return
                 failures += 1
                 log.info("watch interrupted (%s); resuming from revision %d", exc, self.revision + 1)
-                net = self.store.net
-                with net._lock:
-                    net._current = (net._current + 1) % len(net.clients)
+                self.store.net.rotate()
                 time.sleep(min(0.05 * 2**failures, 1.0))
 
     def _watch(self) -> None:

@@ -101,6 +101,11 @@ class _Endpoints:
     def client(self) -> Etcd3Client:
         return self.clients[self._current]
 
+    def rotate(self) -> None:
+        """Move to the next endpoint (a watch whose stream broke resumes on another member)."""
+        with self._lock:
+            self._current = (self._current + 1) % len(self.clients)
+
     def call(self, fn: Callable[[Etcd3Client], R], retry: bool = True) -> R:
         """Run ``fn`` on the current endpoint; on a connection failure try the others (``retry=False``: a write
         whose outcome would be unknown is not repeated, the caller gets Unavailable)."""
