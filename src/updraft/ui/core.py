@@ -7,6 +7,7 @@ Reads here are from memory (``ClusterState``, the recorders); anything that read
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import threading
 import time
@@ -14,7 +15,6 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -26,6 +26,8 @@ from updraft.ui.recorders import EventRing, FlowRecorder
 from updraft.ui.views import FleetRow, age_text, fleet_rows
 
 if TYPE_CHECKING:
+    from jinja2 import Environment
+
     from updraft.control.service import ControlService
 
 HERE = Path(__file__).parent
@@ -64,25 +66,36 @@ class Ui:
         self.sessions = Sessions(service.clock.now)
         self.flows = FlowRecorder(service.state.pending_task)
         self.events = EventRing()
-        self.env = Environment(
-            loader=FileSystemLoader(HERE / "templates"),
-            autoescape=select_autoescape(["html"]),
-            trim_blocks=True,
-            lstrip_blocks=True,
-            auto_reload=False,  # templates ship in the package; no stat per render
-        )
-        self.env.filters["clock"] = lambda at: time.strftime("%H:%M:%S", time.localtime(at)) if at else "-"
-        self.env.globals["age"] = age_text
-        self.env.filters["stamp"] = lambda at: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "-"
         self._fleet_views: OrderedDict[str, dict[str, FleetRow]] = OrderedDict()
         self._fleet_cache: tuple[int, float, list[FleetRow]] | None = None
         self._fleet_lock = threading.Lock()
-        self._fleet_row_macro = self.macro("fleet_row")
         self._row_cache: OrderedDict[tuple[FleetRow, bool], str] = OrderedDict()
         self._row_lock = threading.Lock()
 
     def now(self) -> float:
         return self.service.clock.now()
+
+    @functools.cached_property
+    def env(self) -> Environment:
+        """The templates, loaded when a page is first asked for (jinja2 costs ~9 MB a server need not pay
+        while nobody opens the dashboard)."""
+        import jinja2
+
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=jinja2.select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,  # templates ship in the package; no stat per render
+        )
+        env.filters["clock"] = lambda at: time.strftime("%H:%M:%S", time.localtime(at)) if at else "-"
+        env.globals["age"] = age_text
+        env.filters["stamp"] = lambda at: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "-"
+        return env
+
+    @functools.cached_property
+    def _fleet_row_macro(self) -> Any:
+        return self.macro("fleet_row")
 
     # -- who is looking ------------------------------------------------------------------------------------
     def guard(self, request: Request) -> GuardLike:
