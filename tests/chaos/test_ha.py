@@ -184,16 +184,30 @@ def test_a_stopped_leader_is_replaced_and_does_not_lead_again_when_it_resumes(ha
     assert set(Counter(task for task, _ in read_ledger(ledger)).values()) == {1}, "each task ran once"
 
 
+def resent(c: Client, spec: dict[str, Any]) -> Any:
+    """Submit with one Idempotency-Key until answered: a member just killed may have been etcd's Raft leader, and
+    a write in flight then answers 503 until the others have elected one (≈ 1 s)."""
+    key = uuid.uuid4().hex
+
+    def attempt() -> dict[str, Any] | None:
+        try:
+            return c.submit_json(spec, idempotency_key=key)
+        except UpdraftError:
+            return None
+
+    return c.get(wait_for(attempt, 30, interval=0.2, what="a submit answered")["id"])
+
+
 def test_etcd_members_lost_one_then_quorum_then_back(ha: HaCluster, etcd: EtcdCluster, ledger: Path) -> None:
     ha.start_agent("a", server=ha.live_urls(), cpus="2", memory="4Gi")
     leader = ha.wait_leader()
     c = Client(ha.urls[leader], retry=RetryPolicy(max_retries=0))
     try:
         etcd.kill_member(2)
-        one_down = c.submit(ledger_task(ledger, 0.3))
+        one_down = resent(c, ledger_task(ledger, 0.3))
         wait_for(lambda: c.get(one_down.id).state == "succeeded", 60, what="a task with one etcd member down")
 
-        long = c.submit(ledger_task(ledger, 12))
+        long = resent(c, ledger_task(ledger, 12))
         wait_for(lambda: c.get(long.id).state == "running", 60, what="a long task running")
         long = c.get(long.id)
         etcd.kill_member(1)
