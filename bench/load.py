@@ -96,8 +96,8 @@ class Recorder:
 class Load:
     """The clients of one run; ``stop`` ends the submitters and listers, ``halt`` everything."""
 
-    def __init__(self, port: int, submitters: int, nodes: int, rec: Recorder, token: str | None) -> None:
-        self.port, self.m, self.n, self.rec = port, submitters, nodes, rec
+    def __init__(self, port: int, nodes: int, rec: Recorder, token: str | None) -> None:
+        self.port, self.rec = port, rec
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.names = [f"sim-{i:04d}" for i in range(nodes)]
         self.accepted: dict[str, str] = {}  # key → task id, from 2xx answers
@@ -266,7 +266,7 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
     rec = Recorder()
     # Authentication is on by default: every simulated client acts with the admin token the server wrote at
     # its first start (a server from before authentication has none).
-    load = Load(cluster.port, submitters, nodes, rec, getattr(cluster, "admin_token", None))
+    load = Load(cluster.port, nodes, rec, getattr(cluster, "admin_token", None))
     assert cluster.server is not None
     sampler = Sampler(cluster.server.pid)
     t_reg, gate = time.perf_counter(), asyncio.Semaphore(50)
