@@ -91,6 +91,8 @@ def test_a_pinned_task_never_drifts_off_its_unreachable_origin(tmp_path: Path, f
         TaskState.RUNNING, "edge-1", p0.token, "c-pinned"
     )
     assert f1.node == "cloud-1" and f1.token is not None and f1.token > f0.token and f1.excluded_nodes == []
+    (moved,) = [e for e in svc.store.list_events(task_id=free.id) if e.kind == EventKind.MIGRATED]
+    assert moved.message.startswith("drifted from edge-1 to cloud-1: edge-1 unreachable for 10.0 s; ")
     # the agent comes back: the same attempt is still its to run and to finish
     svc.heartbeat("edge-1", heartbeat(running=[(pinned.id, p0.token)]))
     svc.writer.flush()
@@ -115,7 +117,7 @@ def test_drain_leaves_pinned_tasks_and_moves_the_rest(tmp_path: Path, fake_clock
     moved = svc.task(free.id)
     assert moved.node == "cloud-1" and moved.state == TaskState.SCHEDULED
     events = [e for e in svc.store.list_events(task_id=free.id) if e.kind == EventKind.MIGRATED]
-    assert len(events) == 1 and events[0].message.startswith("drifted from edge-1 to cloud-1: edge-1 drained")
+    assert len(events) == 1 and events[0].message.startswith("drifted from edge-1 to cloud-1: node drained; ")
     drain_events = [e.message for e in svc.store.list_events() if e.kind == EventKind.NODE_DRAINING]
     assert drain_events == ["node edge-1 draining; 1 task(s) pinned to it stay"]
     svc.close()

@@ -53,14 +53,15 @@ def apply_plan(state: ClusterState, plan: Plan, now: float) -> tuple[Txn, list[T
                 "reason": p.reason,
                 "drifted_from": None,
                 "drift_cause": None,
+                "drift_why": "",
                 "updated_at": now,
             }
         )
         kind, message = _KINDS.get(p.placement, EventKind.PLACED), p.reason
         if task.drifted_from is not None:
-            what = "drained" if task.drift_cause == DriftCause.DRAINED else "unreachable"
             kind = EventKind.MIGRATED
-            message = f"drifted from {task.drifted_from} to {node.name}: {task.drifted_from} {what}; {p.reason}"
+            why = task.drift_why or ("node drained" if task.drift_cause == DriftCause.DRAINED else "node unreachable")
+            message = f"drifted from {task.drifted_from} to {node.name}: {why}; {p.reason}"
         event = Event(
             at=now, kind=kind, message=message, task_id=task.id, node=node.name, token=token,
             code=str(code) if code is not None else None,

@@ -119,6 +119,7 @@ class ServiceCore:
                 "attempts": attempts,
                 "drifted_from": task.node,
                 "drift_cause": cause,
+                "drift_why": why,
                 "reason": reason,
                 "updated_at": self.clock.now(),
             }

@@ -138,6 +138,7 @@ class Task(_Value):
     )
     drifted_from: str | None = Field(default=None, description="the node this pending task was moved off")
     drift_cause: DriftCause | None = None
+    drift_why: str = Field(default="", description="why it was moved off, for people (the migrated event says it)")
     created_at: float = 0.0
     updated_at: float = 0.0
     submitted_seq: int = 0
