@@ -183,7 +183,10 @@ def agent(
             serve_docker_api(docker_api, origin=cfg.name, server=cfg.server, token=docker_api_token or cfg.token)
         except (UpdraftError, OSError) as exc:
             _fail(exc)
-    serve_agent(cfg)
+    try:
+        serve_agent(cfg)
+    except UpdraftError as exc:  # e.g. an endpoint off loopback without a metrics token
+        _fail(exc)
 
 
 if __name__ == "__main__":

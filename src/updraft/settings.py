@@ -202,6 +202,12 @@ class AgentSettings(_Settings):
     heartbeat_interval: float = Field(default=1.0, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="probe and /metrics port; 0 picks a free one")
+    metrics_token_file: Path | None = Field(
+        default=None, description="/metrics answers only a request bearing this file's token (required off loopback)"
+    )
+    endpoint_tls_cert: Path | None = Field(default=None, description="serve /health, /ready, /metrics over HTTPS")
+    endpoint_tls_key: Path | None = None
+    insecure_http: bool = Field(default=False, description="allow the endpoint plain HTTP off loopback")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     log_tail_bytes: int = Field(default=4096, ge=0)

@@ -117,6 +117,7 @@ def test_compose_stack_shape() -> None:
         assert agent["environment"]["UPDRAFT_HOST"] == "0.0.0.0"
         assert agent["environment"]["UPDRAFT_TOKEN_FILE"].startswith("/secrets/")  # a node token of its own
         assert agent["depends_on"]["tokens"]["condition"] == "service_completed_successfully"
+        assert agent["environment"]["UPDRAFT_METRICS_TOKEN_FILE"] == "/secrets/metrics.token"
     assert "--log-format" in services["server"]["command"]
     assert "--insecure-http" in services["server"]["command"]  # plain HTTP only on the stack's own network
     for name in ("prometheus", "grafana"):

@@ -24,7 +24,10 @@ def serve_agent(settings: AgentSettings) -> None:
     agent = Agent(settings)
     # SIGTERM ends the agent but not its containers: they run on and are re-adopted by the next agent.
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
-    http = serve(agent, settings.host, settings.port)
+    tls = (settings.endpoint_tls_cert, settings.endpoint_tls_key) if settings.endpoint_tls_cert else None
+    http = serve(
+        agent, settings.host, settings.port, settings.metrics_token_file, tls, settings.insecure_http  # type: ignore[arg-type]
+    )
     logging.getLogger("updraft.agent").info(
         "agent %s probes and metrics on %s:%s", settings.name, *http.server_address[:2]
     )
