@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -114,8 +115,10 @@ def test_kill9_of_the_leader_during_a_burst_loses_no_submit_and_runs_nothing_twi
         futures = [pool.submit(burst.run_client, 6) for _ in range(burst.clients)]
         try:
             wait_for(lambda: burst.count() >= 15, 120, what="15 acknowledged submits")
+            wait_for(lambda: any(t["attempts"] for t in all_tasks(ha.urls[old])), 60, what="a placement before the kill")
             proc = ha.servers[old]
             assert proc is not None
+            killed_at = time.time()
             proc.kill9()
             new = ha.wait_leader(exclude=(old,), timeout=30)
             wait_for(lambda: all(f.done() for f in futures), 180, interval=0.2, what="every client done")
@@ -137,7 +140,10 @@ def test_kill9_of_the_leader_during_a_burst_loses_no_submit_and_runs_nothing_twi
     assert not lost, f"{len(lost)} acknowledged submits lost, e.g. {list(lost.items())[:3]}"
     assert not {k: n for k, n in Counter(key_of.values()).items() if n > 1}, "a key stored twice"
     assert set(key_of.values()) <= burst.sent
-    assert_tokens_unique(tasks)
+    issued = assert_tokens_unique(tasks)
+    before = [token for at, token in issued if at < killed_at]
+    after = [token for at, token in issued if at > killed_at]
+    assert before and after and min(after) > max(before), "the new leader's tokens are above every earlier one"
     assert_no_overlap(ledger)
     ran = {task for task, _ in read_ledger(ledger)}
     assert ran == set(key_of), "every stored task ran"
