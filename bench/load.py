@@ -389,6 +389,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_DURATION_S:g} s per run instead of {DURATION_S:g}")
     ap.add_argument("--baseline", action="store_true", help="write load_baseline.json (today's server)")
     ap.add_argument("--runs", help="M:N,M:N,... instead of the issue's three runs")
+    ap.add_argument("--out", default="load", help="results name (bench/results/OUT.json); e.g. for a settings sweep")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the server on the way out, as on ^C
     duration = QUICK_DURATION_S if args.quick else DURATION_S
@@ -398,14 +399,17 @@ def main() -> None:
         print(f"run: {m} submitters, {n} nodes, {duration:g} s ...", flush=True)
         results.append(run_one(m, n, duration))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "errors_by_kind"}), flush=True)
-    name = "load_baseline" if args.baseline else "load"
-    figures = {"server": server_commit(), "quick": args.quick, "duration_s": duration, "runs": results}
+    name = "load_baseline" if args.baseline else args.out
+    settings = {k: v for k, v in os.environ.items() if k.startswith("UPDRAFT_") and k.isupper()
+                and not any(secret in k for secret in ("TOKEN", "PASSWORD", "KEY"))}
+    figures = {"server": server_commit(), "server_env": settings, "quick": args.quick, "duration_s": duration,
+               "runs": results}
     path = write_results(name, figures)
     rows = []
     base = RESULTS / "load_baseline.json"
     if not args.baseline and base.exists():
         rows += [row("baseline", r) for r in json.loads(base.read_text())["runs"]]
-    rows += [row(name.replace("load_", "") if args.baseline else "now", r) for r in results]
+    rows += [row({"load": "now", "load_baseline": "baseline"}.get(name, name), r) for r in results]
     print(table(ROW, rows))
     for r in results:
         if r["errors_by_kind"]:
