@@ -14,7 +14,8 @@ Per run, against a fresh server process in its own temporary data directory (``t
   100 ms.
 
 Measured: accepted submits/s (2xx answers); p50/p99/max latency per endpoint (a submit's latency is that of
-the attempt that was accepted; refusals are counted apart); errors by kind, 429/503 refusals apart; false
+the attempt that was accepted; refusals are counted apart; heartbeats are timed from the start of the load
+until the fleet stops, the wait for recovery included); errors by kind, 429/503 refusals apart; false
 suspicions — ``node-suspect``/``node-unreachable`` events for simulated nodes, none of which stopped beating
 (read from the stopped server's store — see ``count_events`` — counting those stamped before they stopped);
 server RSS (peak, psutil); seconds from the end of the load (submitters and listers stop, nodes keep beating)
