@@ -42,13 +42,23 @@ def test_newer_changes_are_applied_and_wake_their_long_polls() -> None:
 
 
 def test_older_changes_and_own_commits_are_not_applied_again() -> None:
-    store, state, _, _, follower = setup()
+    _, state, _, _, follower = setup()
     stale = task("t1").model_copy(update={"reason": "an older write"})
     follower.apply([put("/u/tasks/t1", stale.model_dump_json(), 4)])
     assert state.task("t1").reason != "an older write"  # type: ignore[union-attr]  # pending: whole in memory
-    store.local["/u/tasks/t2"] = 9  # this process committed it; its writer applies it
+    follower.revisions.take("tasks/t2", 9)  # this server's writer applied its own commit at revision 9 first
     follower.apply([put("/u/tasks/t2", task("t2").model_dump_json(), 9)])
-    assert state.task("t2") is None and store.local == {}  # the watch passed revision 9: forgotten
+    assert state.task("t2") is None
+
+
+def test_the_writer_does_not_undo_a_newer_change_the_watch_applied_first() -> None:
+    _, state, _, _, follower = setup()
+    placed = task("t1").model_copy(update={"state": TaskState.SCHEDULED, "node": "n1", "token": 3})
+    follower.apply([put("/u/tasks/t1", placed.model_dump_json(), 8)])  # another server placed it at revision 8
+    late = Txn(tasks=[(task("t1").model_copy(update={"reason": "this server's earlier write"}), 5)])
+    state.apply(follower.revisions.fresh(late, 6), 6)  # this server's commit at 6, applied by its writer late
+    held = state.tasks.get("t1")
+    assert held is not None and held.state == TaskState.SCHEDULED and held.revision == 8
 
 
 def test_a_task_submitted_elsewhere_wakes_the_scheduler_and_the_leader_key_reaches_the_election() -> None:

@@ -6,8 +6,8 @@ call the writer makes after its own commits — and the long-poll topics they to
 long-polling its assignments on a follower hears of a placement the leader made, and the leader's scheduler
 hears of a task submitted on a follower.
 
-A change this process committed itself was already applied by its writer (``EtcdStore.local`` records it), and
-a change older than what the state holds is skipped, so the state never goes back. If the watch breaks, it
+A change older than what the state holds, or already applied by this server's writer, is skipped
+(:class:`Revisions`), so the state never goes back. If the watch breaks, it
 resumes from the next revision on another endpoint; if etcd compacted that revision away, the state is
 reloaded whole (:func:`reload_state`) and the watch starts again after it.
 """
@@ -69,6 +69,42 @@ def group_by_revision(events: list[dict[str, Any]]) -> Iterator[tuple[int, list[
         yield rev, group
 
 
+class Revisions:
+    """The newest revision applied to the state per task and node, whoever applied it: the writer (this server's
+    commits) or the watch (everyone's, this server's included). Both ask here under the state's lock, so the
+    state never goes back: the watch may deliver another server's later change to a task before this server's
+    writer has applied its own earlier commit to it, and that earlier commit is then not applied. Entries are
+    kept ``keep`` seconds (a writer's apply is never that late)."""
+
+    def __init__(self, keep: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.keep, self.clock = keep, clock
+        self._newest: dict[str, tuple[int, float]] = {}
+
+    def take(self, key: str, revision: int) -> bool:
+        """Whether a change at ``revision`` is newer than what the state holds for ``key`` (then recorded)."""
+        held = self._newest.get(key)
+        if held is not None and held[0] >= revision:
+            return False
+        self._newest[key] = (revision, self.clock())
+        return True
+
+    def fresh(self, txn: Txn, revision: int) -> Txn:
+        """The part of a committed txn that is still news for the state (the writer's hook)."""
+        self.prune()
+        tasks = [(t, r) for t, r in txn.tasks if self.take(f"tasks/{t.id}", revision)]
+        nodes = [(n, r) for n, r in txn.nodes if self.take(f"nodes/{n.name}", revision)]
+        if len(tasks) == len(txn.tasks) and len(nodes) == len(txn.nodes):
+            return txn
+        return Txn(tasks=tasks, nodes=nodes, events=txn.events, idempotency=txn.idempotency, counters=txn.counters)
+
+    def prune(self) -> None:
+        if len(self._newest) < 1024:
+            return
+        horizon = self.clock() - self.keep
+        for key in [k for k, (_, at) in self._newest.items() if at < horizon]:
+            del self._newest[key]
+
+
 class Follower:
     def __init__(
         self,
@@ -76,8 +112,10 @@ class Follower:
         state: ClusterState,
         notifier: Notifier,
         on_leader: Callable[[str | None, int], None],
+        revisions: Revisions | None = None,
     ) -> None:
         self.store, self.state, self.notifier, self.on_leader = store, state, notifier, on_leader
+        self.revisions = revisions or Revisions()
         self.revision = 0
         self.applied = 0
         self._stop = threading.Event()
@@ -140,42 +178,42 @@ class Follower:
     def apply(self, events: list[dict[str, Any]]) -> None:
         prefix = self.store.prefix
         for rev, group in group_by_revision(events):
-            txn, topics = Txn(), set[str]()
-            for event in group:
-                kv = event["kv"]
-                key = base64.b64decode(kv["key"]).decode()
-                kind, _, rest = key[len(prefix):].partition("/")
-                deleted = event.get("type") == "DELETE"
-                if kind == "leader":
-                    value = None if deleted else base64.b64decode(kv.get("value", "")).decode()
-                    self.on_leader(value, int(kv.get("create_revision", 0) or 0))
-                elif deleted:
-                    continue
-                elif kind in ("tasks", "nodes"):
-                    self._take(txn, kind, key, rev, kv)
-                elif kind == "counters":
-                    txn.counters[rest] = int(base64.b64decode(kv["value"]).decode())
-                elif kind == "logs":
-                    topics.add(f"logs:{rest.split('/', 1)[0]}")
-                elif kind == "events":
-                    topics.add("events")
-            if txn.tasks or txn.nodes or txn.counters:
-                self.state.apply(txn, rev)
-                topics |= topics_of(txn)
-                if any(t.state == TaskState.PENDING for t, _ in txn.tasks):
-                    topics.add("scheduler")
-            if topics:
-                self.notifier.notify(*topics)
-            self.revision = max(self.revision, rev)
-            self.applied += 1
-            with self.store.local_lock:
-                for k in [k for k, r in self.store.local.items() if r <= rev]:
-                    del self.store.local[k]
+            with self.state.lock:  # with the writer's apply: see Revisions
+                self._apply(prefix, rev, group)
+
+    def _apply(self, prefix: str, rev: int, group: list[dict[str, Any]]) -> None:
+        txn, topics = Txn(), set[str]()
+        for event in group:
+            kv = event["kv"]
+            key = base64.b64decode(kv["key"]).decode()
+            kind, _, rest = key[len(prefix):].partition("/")
+            deleted = event.get("type") == "DELETE"
+            if kind == "leader":
+                value = None if deleted else base64.b64decode(kv.get("value", "")).decode()
+                self.on_leader(value, int(kv.get("create_revision", 0) or 0))
+            elif deleted:
+                continue
+            elif kind in ("tasks", "nodes"):
+                self._take(txn, kind, key, rev, kv)
+            elif kind == "counters":
+                txn.counters[rest] = int(base64.b64decode(kv["value"]).decode())
+            elif kind == "logs":
+                topics.add(f"logs:{rest.split('/', 1)[0]}")
+            elif kind == "events":
+                topics.add("events")
+        if txn.tasks or txn.nodes or txn.counters:
+            self.state.apply(txn, rev)
+            topics |= topics_of(txn)
+            if any(t.state == TaskState.PENDING for t, _ in txn.tasks):
+                topics.add("scheduler")
+        if topics:
+            self.notifier.notify(*topics)
+        self.revision = max(self.revision, rev)
+        self.applied += 1
 
     def _take(self, txn: Txn, kind: str, key: str, rev: int, kv: dict[str, Any]) -> None:
-        with self.store.local_lock:
-            if self.store.local.get(key, 0) >= rev:
-                return  # this process committed it and its writer already applied it
+        if not self.revisions.take(key[len(self.store.prefix):], rev):
+            return  # the state holds this revision or a newer one (e.g. this server's writer applied it)
         decoded = {**kv, "key": key, "value": base64.b64decode(kv.get("value", "")).decode()}
         if kind == "tasks":
             task = self.store.parse_task(decoded)

@@ -29,7 +29,7 @@ import httpx
 from fastapi import APIRouter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from updraft.control.follow import Follower, reload_state
+from updraft.control.follow import Follower, Revisions, reload_state
 from updraft.control.leader import Election
 from updraft.control.service import ControlService
 from updraft.control.writer import COMMIT_VIA
@@ -66,7 +66,9 @@ class HighAvailability:
         self.election_store = EtcdStore(settings.etcd_endpoints, settings.etcd_prefix,
                                         timeout=max(0.3, settings.etcd_lease_ttl / 3))
         self.election = Election(self.election_store, self.id, self.url, settings.etcd_lease_ttl, self._changed)
-        self.follower = Follower(store, service.state, service.notifier, self.election.observe)
+        revisions = Revisions()
+        self.follower = Follower(store, service.state, service.notifier, self.election.observe, revisions)
+        service.writer.fresh = revisions.fresh
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.elected_at: float | None = None

@@ -74,6 +74,8 @@ class Writer:
         self._thread.start()
         self.commits = 0
         self.batches = 0
+        self.fresh: Callable[[Txn, int], Txn] | None = None
+        """With etcd: what of a committed txn is still news for the state (``follow.Revisions.fresh``)."""
 
     def submit(self, txn: Txn) -> Future[int]:
         fut: Future[int] = Future()
@@ -144,7 +146,8 @@ class Writer:
                 fut.set_exception(result)
                 continue
             self.commits += 1
-            self.state.apply(txn, result)
+            with self.state.lock:  # with several servers, the watch may have applied a newer change already
+                self.state.apply(txn if self.fresh is None else self.fresh(txn, result), result)
             for event in txn.events:
                 for listener in self.listeners:
                     try:

@@ -153,9 +153,6 @@ class EtcdStore:
         self._clock = clock
         self._lease: tuple[int, float] | None = None  # (id, monotonic time granted)
         self._broken: dict[str, str] = {}
-        self.local: dict[str, int] = {}
-        """key → revision of this process's latest commit to it (the watcher skips what it already applied)."""
-        self.local_lock = threading.Lock()
         self._seeded = False
         self._lease_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="updraft-etcd")
@@ -272,17 +269,14 @@ class EtcdStore:
                   partial(_key_free, ikey), keys_only=False)
             success.append({"request_put": {"key": b64(key),
                                             "value": b64(json.dumps({"task_id": task_id, "fingerprint": fingerprint}))}})
-        written: list[str] = []
         for task, expect in txn.tasks:
             key = self.key("tasks", task.id)
             guard(key, _revision_is(expect), partial(_moved, expect, f"task {task.id}", {"task_id": task.id}))
             success.append({"request_put": {"key": b64(key), "value": b64(task.model_dump_json())}})
-            written.append(key)
         for node, expect in txn.nodes:
             key = self.key("nodes", node.name)
             guard(key, _revision_is(expect), partial(_moved, expect, f"node {node.name}", {"node": node.name}))
             success.append({"request_put": {"key": b64(key), "value": b64(node.model_dump_json())}})
-            written.append(key)
         if txn.events:
             lease, batch = self._history_lease(), uuid.uuid4().hex[:12]
             for i, event in enumerate(txn.events):
@@ -302,9 +296,6 @@ class EtcdStore:
             raise
         revision = int(result["header"]["revision"])
         if result.get("succeeded", False):
-            with self.local_lock:
-                for key in written:
-                    self.local[key] = revision
             return revision
         for (_key, check), response in zip(checks, result.get("responses", []), strict=False):
             kvs = response.get("response_range", {}).get("kvs", [])
