@@ -17,6 +17,7 @@ from updraft.clock import Clock, SystemClock
 from updraft.control.api import build_router
 from updraft.control.edge import Admission, BodyLimit
 from updraft.control.failover import check_nodes, drift
+from updraft.control.fastpath import HeartbeatFastPath
 from updraft.control.http_errors import error_responses, install_error_handlers
 from updraft.control.notify import Notifier
 from updraft.control.service import ControlService
@@ -281,6 +282,7 @@ def create_app(
     app.add_middleware(
         Admission, limits={"submit": settings.max_pending_submits, "read": settings.max_inflight_reads}
     )
+    app.add_middleware(HeartbeatFastPath, service=service, guard=guard, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     if ha is not None:
         from updraft.control.ha import ForwardHeartbeats
