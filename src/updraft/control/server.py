@@ -284,7 +284,7 @@ def create_app(
     )
     app.add_middleware(HeartbeatFastPath, service=service, guard=guard, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
-    if ha is not None:
+    if ha is not None:  # added last, so outermost: on a follower a heartbeat goes to the leader before the fast path
         from updraft.control.ha import ForwardHeartbeats
 
         app.add_middleware(ForwardHeartbeats, ha=ha)
