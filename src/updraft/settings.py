@@ -118,6 +118,9 @@ class ServerSettings(_Settings):
         default=64, ge=1, description="list, event and log reads served at once; more answer 429"
     )
     scheduler_batch: int = Field(default=1000, ge=1, description="pending tasks decided per scheduling pass")
+    worker_threads: int = Field(
+        default=64, ge=1, le=1024, description="threads that run store reads and wait for commits (FastAPI sync routes)"
+    )
     node_flush_seconds: float = Field(
         default=30.0, gt=0, description="how often a node's metrics and heartbeat time are written to the store"
     )

@@ -198,7 +198,7 @@ def create_app(
         service.notifier.bind(asyncio.get_running_loop())
         # Sync routes (store reads, commits) run in these threads; most of their time is spent waiting for the
         # writer's group commit, so more of them than anyio's default 40 means bigger batches, not more CPU.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = 64
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(loop(service)) for loop in background]
         running[:] = tasks
         if ha is not None:
