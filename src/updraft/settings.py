@@ -226,6 +226,11 @@ class AgentSettings(_Settings):
         default_factory=list, description="extended resources to declare, name=count (e.g. nvidia.com/gpu=2); "
         "NVIDIA GPUs are found with nvidia-smi when it is installed"
     )
+    device_mode: Literal["docker", "env"] = Field(
+        default="docker",
+        description="how a container gets its GPUs: docker (device requests, --gpus) or env (NVIDIA_VISIBLE_DEVICES "
+        "only, for the NVIDIA runtime as the engine's default runtime)",
+    )
 
     @field_validator("allowed_host_paths")
     @classmethod

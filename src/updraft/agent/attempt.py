@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from updraft.agent.devices import count_requests, device_requests, label_value
+from updraft.agent.devices import count_requests, device_env, device_requests, label_value
 from updraft.agent.hardening import Hardened
 from updraft.agent.probes import Verdict
 from updraft.agent.runtime import (
@@ -83,7 +83,7 @@ def owner(key: Key) -> str:
 
 
 def create_request(a: Attempt, node: str, cluster: str, shares: int, cpuset: str | None, cgroup_parent: str | None,
-                   devices: Mapping[str, list[str]]) -> CreateRequest:
+                   devices: Mapping[str, list[str]], device_mode: str = "docker") -> CreateRequest:
     """The container of an attempt: its labels (how a restarted agent finds and rebuilds it), its command and
     environment, its limits and the hardening decided when it was admitted."""
     assert a.assignment is not None and a.hardened is not None
@@ -99,7 +99,8 @@ def create_request(a: Attempt, node: str, cluster: str, shares: int, cpuset: str
         name=f"updraft-{task_id}-{token}",
         image=spec.image,
         command=[*(spec.command or []), *(spec.args or [])] or None,
-        env={**spec.container_env(), "UPDRAFT_TASK_ID": task_id, "UPDRAFT_TOKEN": str(token)},
+        env={**spec.container_env(), "UPDRAFT_TASK_ID": task_id, "UPDRAFT_TOKEN": str(token),
+             **device_env(devices)},
         labels=labels,
         workdir=spec.workdir,
         hardening=a.hardened.hardening,
@@ -109,7 +110,7 @@ def create_request(a: Attempt, node: str, cluster: str, shares: int, cpuset: str
         memory_bytes=limits.memory_bytes if limits.memory else None,
         cpuset=cpuset,
         cgroup_parent=cgroup_parent,
-        device_requests=device_requests(devices) if devices else count_requests(spec),
+        device_requests=() if device_mode == "env" else device_requests(devices) if devices else count_requests(spec),
     )
 
 

@@ -140,6 +140,12 @@ def count_requests(spec: TaskSpec) -> tuple[DeviceRequest, ...]:
     return tuple(out)
 
 
+def device_env(assigned: Mapping[str, list[str]]) -> dict[str, str]:
+    """What the container is told of its GPUs (``NVIDIA_VISIBLE_DEVICES``, which the NVIDIA runtime also reads)."""
+    ids = assigned.get(GPU)
+    return {"NVIDIA_VISIBLE_DEVICES": ",".join(ids)} if ids else {}
+
+
 def label_value(assigned: Mapping[str, list[str]]) -> str:
     """The container label recording its devices, so an agent that restarts can :meth:`DevicePool.adopt`."""
     return ";".join(f"{name}={','.join(ids)}" for name, ids in sorted(assigned.items()) if ids)

@@ -24,7 +24,7 @@ import httpx
 from updraft.agent import events as ev
 from updraft.agent.cgroup import ParentCgroup, host_cpu_count
 from updraft.agent.cpu import usable_millis
-from updraft.agent.devices import GPU, detect_gpus, gpu_capacity, gpu_labels, parse_declared
+from updraft.agent.devices import GPU, Gpu, detect_gpus, gpu_capacity, gpu_labels, parse_declared
 from updraft.agent.events import Entry, EntryKind, Instruction, Outcome
 from updraft.agent.hardening import Policy
 from updraft.agent.load import ContainerLoad, HostLoad, LoadMeter
@@ -75,6 +75,15 @@ def _transport(settings: AgentSettings) -> httpx.HTTPTransport:
     return tls.transport(settings.server, settings.ca or ca, settings.client_cert or cert, settings.client_key or key)
 
 
+def _enumerated(gpus: list[Gpu], extended: dict[str, int]) -> dict[str, tuple[str, ...]]:
+    """The GPUs each container may be given, by id: those detected, or as many as declared (ids 0..n-1), so
+    two containers are never handed the same one."""
+    if gpus:
+        return {GPU: tuple(g.index for g in gpus)}
+    declared = extended.get(GPU, 0)
+    return {GPU: tuple(str(i) for i in range(declared))} if declared else {}
+
+
 class Agent:
     def __init__(
         self,
@@ -115,7 +124,8 @@ class Agent:
             cgroup_parent=self.cgroup.docker_parent,
             hardening=Policy(tuple(settings.allowed_host_paths), settings.refuse_root, settings.pids_limit,
                              settings.read_only_rootfs),
-            devices={GPU: tuple(g.index for g in gpus)} if gpus else {},
+            devices=_enumerated(gpus, self.extended),
+            device_mode=settings.device_mode,
         )
         self.state = AgentState(config, self.clock, resolve=os.path.realpath)
         self.load: LoadMeter = HostLoad()

@@ -55,6 +55,7 @@ class Config:
     cgroup_parent: str | None = None
     hardening: Policy = field(default_factory=Policy)
     devices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # enumerated devices, e.g. GPU indexes
+    device_mode: str = "docker"  # docker: device requests; env: NVIDIA_VISIBLE_DEVICES only
 
     @property
     def start_slots(self) -> int:
@@ -321,7 +322,8 @@ class AgentState:
             row = Running(owner(a.key), self.clock.now(), spec.resources.request_cpu(), bool(spec.resources.limits.cpu))
             a.created_shares = self.cpu.weight_if_started(row)
             c = self.config
-            request = create_request(a, c.node, c.cluster, a.created_shares, c.cpuset, c.cgroup_parent, devices)
+            request = create_request(a, c.node, c.cluster, a.created_shares, c.cpuset, c.cgroup_parent, devices,
+                                     c.device_mode)
             self._emit(ev.Create(a.key, request))
 
     def _devices(self, a: Attempt, spec: TaskSpec) -> dict[str, list[str]] | None:
