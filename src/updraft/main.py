@@ -8,6 +8,7 @@ where starting a process needs them. ``updraft`` (the console script) and ``pyth
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -174,6 +175,10 @@ def agent(
         except UpdraftError as exc:
             _fail(exc)
     setup_logging(cfg.log_format, cfg.log_level, component="agent", node=cfg.name)
+    if docker_api and os.environ.get("DOCKER_HOST") == docker_api:
+        # DOCKER_HOST exported for the devices' own tools names this front door: the agent itself must talk to
+        # the real engine, not to itself
+        del os.environ["DOCKER_HOST"]
     if docker_api:  # beside the agent, in its process: containers created there have this node as origin
         from updraft.dockerapi import serve_docker_api
 
