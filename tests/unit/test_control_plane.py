@@ -235,3 +235,25 @@ def test_with_offload_disabled_a_dead_origins_task_still_moves(tmp_path: Path, f
     assert moved.current is not None and moved.current.reason.startswith("origin a is unreachable; target b")
     assert svc.task(pinned.id).node == "a"  # pinned: it waits for its origin, its attempt intact
     svc.close()
+
+
+def test_assignments_are_served_from_a_cache_of_unchanging_attempts(tmp_path: Path, fake_clock: FakeClock) -> None:
+    import json
+
+    from updraft.model.api import Assignments
+
+    svc = cluster(tmp_path, fake_clock)
+    ids = [svc.submit(spec(origin="edge-1", cpu_limit="100m"))[0].id for _ in range(3)]
+    svc.schedule_once()
+    expected = Assignments(index=7, assignments=svc.assignments("edge-1")).model_dump(mode="json")
+    assert json.loads(svc.assignments_json("edge-1", 7)) == expected and len(expected["assignments"]) == 3
+    reads: list[str] = []
+    real = svc.store.get_task
+    svc.store.get_task = lambda task_id: reads.append(task_id) or real(task_id)  # type: ignore[method-assign]
+    assert json.loads(svc.assignments_json("edge-1", 7)) == expected
+    assert reads == []  # the second wake-up reads nothing from the store
+    svc.cancel(ids[0])
+    reads.clear()  # the cancel itself read its task
+    after = json.loads(svc.assignments_json("edge-1", 8))
+    assert sorted(a["task_id"] for a in after["assignments"]) == sorted(ids[1:]) and reads == []
+    svc.close()

@@ -189,8 +189,8 @@ def build_router(service: ControlService, guard: Guard, tracing: Tracing = NOOP)
         """The attempts this node should run. Long-polls while ``index`` is still current."""
         service.node(name)
         version = await notifier.wait(f"node:{name}", index, wait)
-        found = await asyncio.to_thread(service.assignments, name)
-        return _json(Assignments(index=version, assignments=found))
+        body = await asyncio.to_thread(service.assignments_json, name, version)
+        return Response(body, media_type="application/json")
 
     @r.post("/nodes/{name}/cordon", response_model=Node, tags=["nodes"], dependencies=[NODE_ADMIN],
             responses=E(401, 403, 404, 409, 422))

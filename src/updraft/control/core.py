@@ -47,6 +47,7 @@ class ServiceCore:
         self.state.load(store)
         self.writer = Writer(store, self.state, self.notifier, self.listeners)
         self._facts_in_flight: set[str] = set()
+        self._assignment_json: dict[tuple[str, int], bytes] = {}
         self.index = NodeIndex()
         self._pass = threading.Lock()
 

@@ -26,6 +26,9 @@ from updraft.store import Txn
 
 log = logging.getLogger("updraft.nodes")
 
+ASSIGNMENT_CACHE = 20_000
+"""Attempts whose assignment JSON is kept (about 1 kB each); beyond it, entries of finished attempts go."""
+
 
 class NodeCommands(ServiceCore):
     def register(self, name: str, reg: NodeRegistration) -> Node:
@@ -139,6 +142,31 @@ class NodeCommands(ServiceCore):
             for t in tasks
             if t is not None and t.token is not None and t.state in ACTIVE and t.node == name
         ]
+
+    def assignments_json(self, name: str, index: int) -> bytes:
+        """The body of ``GET /v1/nodes/{name}/assignments``: the same as ``Assignments(index, assignments(name))``
+        serialised, from a cache of each attempt's JSON. An attempt (task, token) never changes, so its JSON is
+        read from the store and built once, not on every long-poll wake-up of its node (a busy node is woken
+        by every placement on it). Entries of attempts no longer live are dropped as the cache fills."""
+        self.node(name)
+        parts = []
+        cache = self._assignment_json
+        for live in self.state.on_node(name):
+            if live.token is None or live.state not in ACTIVE:
+                continue
+            key = (live.id, live.token)
+            body = cache.get(key)
+            if body is None:
+                task = self.store.get_task(live.id)
+                if task is None or task.token != live.token or task.node != name:
+                    continue
+                a = Assignment(task_id=task.id, token=live.token, spec=task.spec, traceparent=task.traceparent)
+                body = cache[key] = a.model_dump_json().encode()
+                if len(cache) > ASSIGNMENT_CACHE:
+                    for stale in [k for k in list(cache) if (t := self.state.live(k[0])) is None or t.token != k[1]]:
+                        del cache[stale]
+            parts.append(body)
+        return b'{"index":%d,"assignments":[%s]}' % (index, b",".join(parts))
 
     def _update_node(self, name: str, kind: EventKind, message: str, **update: object) -> Node:
         node = self.node(name)
