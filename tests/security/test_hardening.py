@@ -53,6 +53,7 @@ def refused(task: Any, code: str) -> None:
     assert task.state == "failed", task.state
     error = task.current.error or ""
     assert f"refused by the agent ({code})" in error, error
+    assert task.current.error_code == code  # the rule that refused it, as data beside the message
     assert task.current.container_id is None  # no container was ever created for it
     engine = docker.from_env()
     assert not engine.containers.list(all=True, filters={"label": f"updraft.task={task.id}"})

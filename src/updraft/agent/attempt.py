@@ -139,8 +139,8 @@ def exit_report(a: Attempt, info: ContainerInfo, tail_bytes: int) -> dict[str, A
     return report
 
 
-def error_report(message: str) -> dict[str, Any]:
-    return {"state": "error", "error": message}
+def error_report(message: str, code: str | None = None) -> dict[str, Any]:
+    return {"state": "error", "error": message, **({"error_code": code} if code else {})}
 
 
 def fresh_probes(spec: TaskSpec | None, now: float) -> dict[str, ProbeState]:

@@ -259,7 +259,7 @@ class AgentState:
         hardened = harden(assignment.spec, self.config.hardening, self.resolve)
         if isinstance(hardened, Refusal):
             log.warning("%s/%s %s", *key, hardened)
-            self._fail(a, str(hardened))
+            self._fail(a, str(hardened), str(hardened.code))
             return
         a.hardened = hardened
         self._emit(ev.Pull(key, assignment.spec.image, assignment.traceparent))
@@ -280,9 +280,9 @@ class AgentState:
             self.queue.remove(a.key)
         del self.attempts[a.key]
 
-    def _fail(self, a: Attempt, message: str) -> None:
+    def _fail(self, a: Attempt, message: str, code: str | None = None) -> None:
         """The attempt ends without a container result (refused, image or engine error)."""
-        self._persist(EntryKind.STATUS, a.key, error_report(message), finished=True)
+        self._persist(EntryKind.STATUS, a.key, error_report(message, code), finished=True)
         self._drop(a)
         self._release(a)
 
@@ -297,7 +297,7 @@ class AgentState:
             return
         if a.spec.user is None and (refused := check_user(e.user, self.config.hardening, "the image's")):
             log.warning("%s/%s %s", *a.key, refused)
-            self._fail(a, str(refused))
+            self._fail(a, str(refused), str(refused.code))
             return
         a.phase = Phase.QUEUED
         self.queue.append(a.key)

@@ -76,6 +76,7 @@ class ReportCommands(ServiceCore):
                 "exit_code": report.exit_code,
                 "oom_killed": report.oom_killed,
                 "error": None if ok else why,
+                "error_code": None if ok else report.error_code,
                 "log_tail": report.log_tail,
                 "container_id": report.container_id or attempt.container_id,
                 "image_digest": report.image_digest or attempt.image_digest,
@@ -104,11 +105,12 @@ class ReportCommands(ServiceCore):
                     f"failed on {task.node} ({why}); retry {task.retries_used + 1}"
                     f"/{task.spec.max_retries} in {delay:.1f} s",
                     task,
+                    code=report.error_code,
                 )
             )
         else:
             update |= {"state": TaskState.FAILED, "reason": why}
-            txn.event(self._event(EventKind.FAILED, f"failed on {task.node}: {why}", task))
+            txn.event(self._event(EventKind.FAILED, f"failed on {task.node}: {why}", task, code=report.error_code))
         new = task.model_copy(update=update)
         if not task.state.terminal:
             check_transition(task.state, new.state)

@@ -148,6 +148,9 @@ class AttemptReport(_Body):
     exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     oom_killed: bool = False
     error: Text | None = Field(default=None, max_length=4096)
+    error_code: str | None = Field(
+        default=None, max_length=64, pattern=r"^[a-z0-9_-]+$", description="why, as data (e.g. a hardening refusal)"
+    )
     log_tail: Text = Field(default="", max_length=65536)
     image_digest: str | None = Field(default=None, max_length=512, pattern=r"^[A-Za-z0-9._:/@+-]+$")
 

@@ -116,6 +116,7 @@ class Attempt(_Value):
     exit_code: int | None = None
     oom_killed: bool = False
     error: str | None = None
+    error_code: str | None = Field(default=None, description="the reason as a code, when the agent gave one")
     log_tail: str = ""
     container_id: str | None = None
     image_digest: str | None = None
