@@ -30,8 +30,8 @@ LIVE_S = 2.0
 """The issue's bound: a state change appears on an open page within 2 s, without a reload."""
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture(scope="module")  # not session: Playwright's sync API keeps an event loop running in this thread
+def browser() -> Iterator[Browser]:  # until it stops, and every later asyncio.run() in the suite would fail
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-packages.sh (make test does)")
     with sync_playwright() as p:
