@@ -39,12 +39,22 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
         yield cluster
 
 
+def revive(etcd: EtcdCluster) -> None:
+    """Bring every member back and wait for a healthy cluster. A member restarted right after a kill -9 can exit at
+    once on a busy machine (its old sockets not yet released); it is started again until the cluster is whole."""
+
+    def whole() -> bool:
+        down = [m for m in range(3) if not etcd.healthy(m)]
+        for m in down:
+            etcd.start_member(m)  # a no-op while its process still runs
+        return not down
+
+    wait_for(whole, 180, interval=2.0, what="etcd healthy, all three members")
+
+
 @pytest.fixture
 def ha(tmp_path: Path, etcd: EtcdCluster) -> Iterator[HaCluster]:
-    for m in range(3):  # a previous test may have left members down
-        if not etcd.healthy(m):
-            etcd.start_member(m)
-    wait_for(lambda: all(etcd.healthy(m) for m in range(3)), 60, what="etcd healthy")
+    revive(etcd)  # a previous test may have left members down
     cluster = HaCluster(tmp_path, etcd)
     try:
         cluster.start_servers()
@@ -232,7 +242,7 @@ def test_etcd_members_lost_one_then_quorum_then_back(ha: HaCluster, etcd: EtcdCl
     finally:
         etcd.start_member(1)
         etcd.start_member(2)
-    wait_for(lambda: all(etcd.healthy(m) for m in range(3)), 60, what="etcd healthy again")
+    revive(etcd)
     leader = ha.wait_leader(timeout=30)
     with Client(ha.urls[leader]) as c2:
         back = c2.submit(ledger_task(ledger, 0.3))
