@@ -65,6 +65,30 @@ class BodyLimit:
         await JSONResponse(err.to_payload(), status_code=err.status)({"type": "http"}, _noop_receive, send)
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (a middleware that answers, or forwards, before the app reads it)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app a body already read, then what follows (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 async def _noop_receive() -> Message:
     return {"type": "http.disconnect"}
 

@@ -17,8 +17,9 @@ from urllib.parse import unquote
 
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from updraft.control.edge import read_body, replaying
 from updraft.control.service import ControlService
 from updraft.errors import UpdraftError
 from updraft.model.api import Heartbeat
@@ -42,25 +43,10 @@ class HeartbeatFastPath:
         if match is None or not declared.isdigit() or int(declared) > self.limit:
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
         reply = self._answer(unquote(match.group(1)), headers.get(b"authorization"), body)
         if reply is None:  # the normal route answers (and words the error as every route does)
-            replayed = False
-
-            async def replay() -> Message:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            await self.app(scope, replay, send)
+            await self.app(scope, replaying(body, receive), send)
             return
         scope["route"] = _ROUTE
         await send({"type": "http.response.start", "status": 200,

@@ -27,8 +27,9 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from updraft.control.edge import read_body, replaying
 from updraft.control.follow import Follower, Revisions, reload_state
 from updraft.control.leader import Election
 from updraft.control.service import ControlService
@@ -189,13 +190,7 @@ class ForwardHeartbeats:
                 or self.ha.forward_to() is None):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
         keep = {"authorization", "content-type", "traceparent"}
         headers = {k.decode(): v.decode() for k, v in scope.get("headers", []) if k.decode().lower() in keep}
         answer = await self.ha.forward(scope["path"], body, headers)
@@ -204,13 +199,4 @@ class ForwardHeartbeats:
                         "headers": [(b"content-type", answer.headers.get("content-type", "application/json").encode())]})
             await send({"type": "http.response.body", "body": answer.content})
             return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
