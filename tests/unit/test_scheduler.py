@@ -362,3 +362,39 @@ def test_plan_carries_the_snapshot_revision() -> None:
     snap = snapshot([node("a")], [task("t")])
     snap = type(snap)(nodes=snap.nodes, pending=snap.pending, usage={}, revision=42)
     assert schedule(snap, Policy(), NOW).revision == 42
+
+
+def test_binpack_repair_moves_an_earlier_placement_to_make_room_for_a_zone_pinned_task() -> None:
+    """Bin-packing puts the first, unconstrained task on the fuller node of zone a; the next task may only
+    run in zone a and no longer fits there. The repair moves the first task (same task, still placed) to
+    zone b, within the same pass, and both run; with the repair off the pinned task waits."""
+    from updraft.model import Capacity, Node, ResourceList, Resources, Task, TaskSpec
+    from updraft.scheduler import Policy, Snapshot, Usage, schedule
+
+    def task(i: int, cpu: str, zone: str | None) -> Task:
+        spec = TaskSpec(
+            image="busybox",
+            resources=Resources(requests=ResourceList(cpu=cpu, memory="64Mi")),
+            node_selector={"zone": zone} if zone else {},
+        )
+        return Task(id=f"t{i}", spec=spec, submitted_seq=i)
+
+    nodes = {
+        "a1": Node(name="a1", capacity=Capacity(cpu_millis=2000, memory_bytes=2**30), labels={"zone": "a"}),
+        "b1": Node(name="b1", capacity=Capacity(cpu_millis=4000, memory_bytes=2**30), labels={"zone": "b"}),
+    }
+    usage = {"a1": Usage(cpu_millis=500), "b1": Usage(cpu_millis=0)}
+    pending = [task(1, "1000m", None), task(2, "1000m", "a")]
+    policy = Policy(scoring="binpack")
+
+    greedy = schedule(
+        Snapshot(nodes=nodes, pending=pending, usage=usage), policy.model_copy(update={"repair_moves": 0}), NOW
+    )
+    assert [(p.task_id, p.node) for p in greedy.placements] == [("t1", "a1")]
+    assert [d.task_id for d in greedy.deferrals] == ["t2"]
+
+    plan = schedule(Snapshot(nodes=nodes, pending=pending, usage=usage), policy, NOW)
+    assert {p.task_id: p.node for p in plan.placements} == {"t1": "b1", "t2": "a1"}
+    assert not plan.deferrals
+    moved = next(p for p in plan.placements if p.task_id == "t1")
+    assert "moved from a1" in moved.reason and "t2" in moved.reason

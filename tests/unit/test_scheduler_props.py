@@ -336,8 +336,9 @@ def anywhere(draw: st.DrawFn) -> Case:
 @given(anywhere())
 def test_sampling_off_chooses_a_node_with_the_exhaustive_best_score(case: Case) -> None:
     """Replay the plan with the scalar filters and scores: each task gets a node whose score equals the best
-    over every feasible node at that moment (or waits when none is feasible), and capacity holds throughout."""
-    plan = schedule(case.snapshot, case.policy, NOW)
+    over every feasible node at that moment (or waits when none is feasible), and capacity holds throughout.
+    This is the greedy pass alone: the repair that follows it is off (its own properties are below)."""
+    plan = schedule(case.snapshot, case.policy.model_copy(update={"repair_moves": 0}), NOW)
     placed = {p.task_id: p for p in plan.placements}
     deferred = {d.task_id for d in plan.deferrals}
     usage = dict(case.snapshot.usage)
@@ -364,3 +365,33 @@ def test_sampling_off_chooses_a_node_with_the_exhaustive_best_score(case: Case) 
             assert u.memory_bytes <= max(cap.memory_bytes, before.memory_bytes)
             for res, n in u.extended.items():
                 assert n <= max(cap.extended.get(res, 0), before.extended.get(res, 0))
+
+
+@PROPS
+@given(anywhere() | crowded())
+def test_repair_only_adds_placements_and_keeps_every_hard_constraint(case: Case) -> None:
+    """The repair after a pass may move this pass's placements, never drop one: every task the greedy pass
+    placed is still placed, some deferred ones may be too, and capacity and constraints still hold."""
+    greedy = schedule(case.snapshot, case.policy.model_copy(update={"repair_moves": 0}), NOW)
+    plan, tasks = _run(case)
+    placed = {p.task_id: p for p in plan.placements}
+    assert len(placed) == len(plan.placements)
+    assert {p.task_id for p in greedy.placements} <= set(placed)
+    assert set(placed) | {d.task_id for d in plan.deferrals} == {p.task_id for p in greedy.placements} | {
+        d.task_id for d in greedy.deferrals
+    }
+    assert not set(placed) & {d.task_id for d in plan.deferrals}
+    for p in greedy.placements:
+        if p.placement != "anywhere":  # only placements without an origin may move
+            assert placed[p.task_id].node == p.node
+    usage: dict[str, Usage] = dict(case.snapshot.usage)
+    for p in plan.placements:
+        t, node = tasks[p.task_id], case.snapshot.nodes[p.node]
+        assert filters.why(node, t.spec, Usage()) is None, p  # readiness, taints, selectors, affinity
+        assert p.node not in t.excluded_nodes
+        usage[p.node] = usage.get(p.node, Usage()).plus(t.spec)
+    for name, u in usage.items():
+        before, cap = case.snapshot.usage.get(name, Usage()), case.snapshot.nodes[name].capacity
+        if u is not before:
+            assert u.cpu_millis <= max(cap.cpu_millis, before.cpu_millis)
+            assert u.memory_bytes <= max(cap.memory_bytes, before.memory_bytes)

@@ -158,10 +158,14 @@ def test_binpack_fills_the_fullest_node_and_keeps_a_big_one_free() -> None:
     nodes = [node("a-big", cpu="16", memory="32Gi"), node("b-small", cpu="4", memory="8Gi")]
     small = [task(f"s{i}", seq=i, cpu="1", memory="1Gi") for i in range(4)]
     big = task("big", seq=10, cpu="16", memory="16Gi")
-    spread = run(nodes, [*small, big], policy(scoring="spread"))
-    packed = run(nodes, [*small, big], policy(scoring="binpack"))
+    spread = run(nodes, [*small, big], policy(scoring="spread", repair_moves=0))
+    packed = run(nodes, [*small, big], policy(scoring="binpack", repair_moves=0))
     assert "big" not in where(spread)  # spreading put small tasks on the big node
     assert where(packed) == {"s0": "b-small", "s1": "b-small", "s2": "b-small", "s3": "b-small", "big": "a-big"}
+    # the repair after the pass moves spread's small tasks off the big node (same pass, nothing committed yet)
+    repaired = where(run(nodes, [*small, big], policy(scoring="spread")))
+    assert repaired["big"] == "a-big" and set(repaired) == {"s0", "s1", "s2", "s3", "big"}
+    assert [n for t, n in repaired.items() if t != "big"] == ["b-small"] * 4
 
 
 def test_seed_scheduler_key_binpack_and_scoring_by_tag() -> None:

@@ -57,6 +57,11 @@ class Policy(BaseModel):
         description="share of feasible nodes scored per decision; 0: adaptive as kube-scheduler; 100: all",
     )
     min_nodes_to_score: int = Field(default=100, ge=1, description="sampling never scores fewer nodes than this")
+    repair_moves: int = Field(
+        default=1000,
+        ge=0,
+        description="placements of one pass that may move to make room for a task the pass could not place; 0: off",
+    )
     default_bandwidth: float = Field(
         default=12.5e6, gt=0, description="bytes/s assumed for a node that has not measured a pull yet"
     )

@@ -117,17 +117,22 @@ class _Pass:
 
     def __init__(self, index: NodeIndex, policy: Policy) -> None:
         self.index, self.policy = index, policy
-        self.charged: list[tuple[int, Demand]] = []
+        self.charged: list[tuple[int, Demand, int]] = []
         self._targets: np.ndarray | None = None
 
-    def charge(self, row: int, demand: Demand) -> None:
-        self.index.charge(row, demand, 1)
-        self.charged.append((row, demand))
+    def charge(self, row: int, demand: Demand, sign: int = 1) -> None:
+        self.index.charge(row, demand, sign)
+        self.charged.append((row, demand, sign))
 
     def revert(self) -> None:
-        for row, demand in reversed(self.charged):
-            self.index.charge(row, demand, -1)
+        for row, demand, sign in reversed(self.charged):
+            self.index.charge(row, demand, -sign)
         self.charged.clear()
+
+    def fits_on(self, row: int, demand: Demand) -> bool:
+        only = np.zeros(self.index.size, np.bool_)
+        only[row] = True
+        return bool(self.index.fits(only, demand)[row])
 
     def targets(self) -> np.ndarray:
         if self._targets is None:
@@ -174,7 +179,10 @@ def schedule(snapshot: Snapshot, policy: Policy, now: float, limit: int | None =
     index.sync()
     run = _Pass(index, policy)
     try:
-        return _decide(snapshot, policy, now, limit, index, run)
+        plan = _decide(snapshot, policy, now, limit, index, run)
+        if plan.deferrals and policy.repair_moves:
+            repair(plan, run, {t.id: t for t in snapshot.pending}, policy.repair_moves)
+        return plan
     finally:
         run.revert()
 
@@ -312,3 +320,81 @@ def _decide(
         else:
             defer(task, f"waiting for origin {origin.name}: {block.text}", Code.WAITING_FOR_ORIGIN)
     return plan
+
+
+def repair(plan: Plan, run: _Pass, tasks: Mapping[str, Task], budget: int) -> None:
+    """Make room for tasks this pass could not place by moving placements made earlier in the same pass.
+
+    A greedy pass in queue order can fill the only nodes a later, constrained task may use (bin-packing puts
+    unconstrained tasks on the nodes of the one zone a later task is pinned to) while other nodes still have
+    room. Nothing of this pass is committed yet, so for each deferred task without an origin (queue order),
+    on up to ``REPAIR_NODES`` nodes its constraints admit (most free cpu first), placements of this pass
+    without an origin are moved elsewhere (largest first, each to its best other node) until the task fits;
+    if it still does not, those moves are undone. ``budget`` bounds the moves tried (kept or undone) per pass,
+    so a full cluster costs at most that many extra decisions. No task loses its placement and none moves to a
+    node it could not have chosen itself, so queue order keeps its promise: a later task only takes room an
+    earlier one did not need. Placements committed by earlier passes never move (that would be preemption).
+    """
+    index = run.index
+    on_row: dict[int, list[int]] = {}
+    for i, p in enumerate(plan.placements):
+        row = index.row(p.node)
+        if p.placement == "anywhere" and row is not None:
+            on_row.setdefault(row, []).append(i)
+    kept: list[Deferral] = []
+    for d in plan.deferrals:
+        task = tasks.get(d.task_id)
+        if budget <= 0 or task is None or task.spec.origin is not None or d.code != Code.NO_NODE_FITS:
+            kept.append(d)
+            continue
+        placed, used = _make_room(plan, run, task, tasks, on_row, budget)
+        budget -= used
+        if not placed:
+            kept.append(d)
+    plan.deferrals = kept
+
+
+REPAIR_NODES = 8
+
+
+def _make_room(
+    plan: Plan, run: _Pass, task: Task, tasks: Mapping[str, Task], on_row: dict[int, list[int]], budget: int
+) -> tuple[bool, int]:
+    """Try to place ``task`` by moving placements of this pass off one node; (placed, moves tried)."""
+    index, demand, tried = run.index, Demand.of(task.spec), 0
+    a, n = index.a, index.size
+    admit = index.static(task.spec)[0] & (a["cap_cpu"][:n] >= demand.cpu) & (a["cap_mem"][:n] >= demand.memory)
+    admit[[r for r in (index.row(x) for x in task.excluded_nodes) if r is not None]] = False
+    rows = sorted((int(r) for r in np.flatnonzero(admit) if int(r) in on_row), key=lambda r: -int(a["free_cpu"][r]))
+    for row in rows[:REPAIR_NODES]:
+        moved: list[tuple[int, int, Demand, float]] = []  # placement index, new row, demand, score
+        for i in sorted(on_row[row], key=lambda i: -tasks[plan.placements[i].task_id].spec.resources.request_cpu()):
+            if run.fits_on(row, demand) or tried >= budget:
+                break
+            tried += 1
+            other = tasks[plan.placements[i].task_id]
+            d = Demand.of(other.spec)
+            run.charge(row, d, -1)
+            to, s, _ = run.best(other, d, None, row, "nodes")
+            if to is None:
+                run.charge(row, d, 1)
+                continue
+            run.charge(to, d, 1)
+            moved.append((i, to, d, s))
+        if run.fits_on(row, demand):
+            for i, to, _, s in moved:
+                p, name = plan.placements[i], index.node_at(to).name
+                why = f"best node {name} (score {s:.2f}; moved from {p.node} in this pass to make room for {task.id})"
+                plan.placements[i] = Placement(p.task_id, name, p.placement, why, s, Code.ANYWHERE_BEST)
+                on_row[row].remove(i)
+                on_row.setdefault(to, []).append(i)
+            run.charge(row, demand)
+            name = index.node_at(row).name
+            why = f"node {name}: room made by moving {len(moved)} task(s) placed in this pass to other nodes"
+            plan.placements.append(Placement(task.id, name, "anywhere", why, 0.0, Code.ANYWHERE_BEST))
+            on_row[row].append(len(plan.placements) - 1)
+            return True, tried
+        for _, to, d, _ in reversed(moved):
+            run.charge(to, d, -1)
+            run.charge(row, d, 1)
+    return False, tried
