@@ -114,6 +114,11 @@ class ServerSettings(_Settings):
     max_pending_tasks: int = Field(
         default=100_000, ge=1, description="tasks waiting to be placed; beyond it submits answer 429"
     )
+    max_loop_lag_ms: float = Field(
+        default=50.0,
+        ge=0,
+        description="submits answer 429 while the event loop runs this late (heartbeats and probes first); 0: off",
+    )
     max_inflight_reads: int = Field(
         default=64, ge=1, description="list, event and log reads served at once; more answer 429"
     )

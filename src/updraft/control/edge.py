@@ -5,6 +5,9 @@ Both answer before the application reads a body, so a refusal costs almost nothi
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -93,17 +96,61 @@ async def _noop_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
+class LoopLag:
+    """How late the event loop runs what is due: a timer asks to wake every ``every`` seconds and records how
+    much later it woke, smoothed (``lag += weight × (late − lag)``, about 50 ms of memory at the defaults), so
+    a lone pause (a garbage collection, a page fault) is not taken for overload but a loop that keeps running
+    late is. What it measures is what a heartbeat arriving now waits for before the loop even reads it."""
+
+    def __init__(self, every: float = 0.01, weight: float = 0.2) -> None:
+        self.every, self.weight, self.lag = every, weight, 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(self.every)
+            self.lag += self.weight * (loop.time() - asked - self.every - self.lag)
+
+
 class Admission:
     """Bounded admission: at most ``limits[kind]`` requests of a kind in flight; beyond, 429 + Retry-After.
 
     Submits and list reads are bounded; agent traffic (heartbeats, reports), long-polls and probes are not,
     so backpressure on clients never delays a heartbeat. The refusal is answered before the body is read.
+    With a :class:`LoopLag` and ``max_lag`` seconds, submits are also refused while the event loop runs that
+    late and at least an eighth of the submit limit is in flight: new work waits for the loop to catch up with
+    the heartbeats and probes it owes an answer. (A loop late for another reason — a machine busy with other
+    processes, a lone stall — with few submits in flight is not helped by refusing them, so they go on.)
     """
 
-    def __init__(self, app: ASGIApp, limits: dict[str, int], retry_after: int = 1) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: dict[str, int],
+        retry_after: int = 1,
+        lag: LoopLag | None = None,
+        max_lag: float = 0.0,
+    ) -> None:
         self.app, self.limits, self.retry_after = app, limits, retry_after
+        self.lag, self.max_lag = lag, max_lag
         self.inflight = dict.fromkeys(limits, 0)
         self.refused = dict.fromkeys(limits, 0)
+        self._full = {kind: self._answer(f"the server is at its limit of {n} {kind} requests at once", n)
+                      for kind, n in limits.items()}  # fmt: skip
+        self._behind = self._answer(f"the server is catching up (its event loop runs over {max_lag * 1000:g} ms late)")
+
+    def _answer(self, why: str, limit: int | None = None) -> tuple[Message, Message]:
+        """A refusal, rendered once (a busy server answers many)."""
+        details = {"limit": limit} if limit is not None else {}
+        err = Busy(f"{why}; retry later", retry_after=self.retry_after, **details)
+        body = json.dumps(err.to_payload(), ensure_ascii=False, separators=(",", ":")).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"retry-after", str(self.retry_after).encode())]  # fmt: skip
+        return {"type": "http.response.start", "status": err.status, "headers": headers}, {
+            "type": "http.response.body",
+            "body": body,
+        }
 
     @staticmethod
     def kind(method: str, path: str) -> str | None:
@@ -118,15 +165,17 @@ class Admission:
         if kind is None:
             await self.app(scope, receive, send)
             return
-        if self.inflight[kind] >= self.limits[kind]:
+        behind = (
+            kind == "submit"
+            and self.lag is not None
+            and 0 < self.max_lag < self.lag.lag
+            and self.inflight[kind] >= self.limits[kind] // 8  # submits are a real part of the loop's work
+        )
+        if behind or self.inflight[kind] >= self.limits[kind]:
             self.refused[kind] += 1
-            err = Busy(
-                f"the server is at its limit of {self.limits[kind]} {kind} requests at once; retry later",
-                retry_after=self.retry_after,
-                limit=self.limits[kind],
-            )
-            headers = {"Retry-After": str(self.retry_after)}
-            await JSONResponse(err.to_payload(), status_code=err.status, headers=headers)(scope, receive, send)
+            start, body = self._behind if behind else self._full[kind]
+            await send(start)
+            await send(body)
             return
         self.inflight[kind] += 1
         try:

@@ -69,7 +69,7 @@ def _apply(pinner: Pinner, spec: TaskSpec, d: PinDecision) -> tuple[TaskSpec, di
 
 def decide_pending(service: ControlService) -> list[tuple[Task, PinDecision]]:
     """Ask the registry again for every task waiting on a pin (one request per image). Blocking I/O."""
-    waiting = [q.task() for q in service.state.queue() if q.awaiting_pin]
+    waiting = [service.state.parsed(q) for q in service.state.queue() if q.awaiting_pin]
     decided: dict[str, PinDecision] = {}
     out = []
     for task in waiting:

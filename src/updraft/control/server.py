@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse, Response
 
 from updraft.clock import Clock, SystemClock
 from updraft.control.api import build_router
-from updraft.control.edge import Admission, BodyLimit
+from updraft.control.edge import Admission, BodyLimit, LoopLag
 from updraft.control.failover import check_nodes, drift
-from updraft.control.fastpath import HeartbeatFastPath
+from updraft.control.fastpath import HeartbeatFastPath, SubmitFastPath
 from updraft.control.http_errors import error_responses, install_error_handlers
 from updraft.control.notify import Notifier
 from updraft.control.service import ControlService
@@ -191,7 +191,12 @@ def create_app(
 
         ha = HighAvailability(service, store, settings, leader_loops)
         leader_loops = []
-    background = [*leader_loops, memory_trim_loop, *(loops or [])]
+    lag = LoopLag()
+
+    async def loop_lag(_: ControlService) -> None:
+        await lag.run()
+
+    background = [*leader_loops, memory_trim_loop, loop_lag, *(loops or [])]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -225,6 +230,9 @@ def create_app(
         description="Offload containerized tasks from busy edge devices.",
         docs_url=None,  # both need a credential: served below, behind the guard
         openapi_url=None,
+        # FastAPI's own OpenTelemetry hooks look up the global providers on every request (a few per cent of
+        # the server's CPU under load); requests are measured by RequestMetrics and traced by our spans.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     tokens, guard = _auth(settings, clock)
     app.state.service = service
@@ -278,9 +286,13 @@ def create_app(
             body |= {"leader": ha.election.leading, "cluster": ha.status()}
         return JSONResponse(body, status_code=200 if not problems else 503)
 
+    app.add_middleware(SubmitFastPath, service=service, guard=guard, tracing=tracing, limit=settings.max_body_bytes)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(
-        Admission, limits={"submit": settings.max_pending_submits, "read": settings.max_inflight_reads}
+        Admission,
+        limits={"submit": settings.max_pending_submits, "read": settings.max_inflight_reads},
+        lag=lag,
+        max_lag=settings.max_loop_lag_ms / 1000,
     )
     app.add_middleware(HeartbeatFastPath, service=service, guard=guard, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)

@@ -9,6 +9,7 @@ listeners and wakes the long-polls. The commands are split by concern: tasks and
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import logging
@@ -53,6 +54,49 @@ class ControlService(NodeCommands, ReportCommands):
         fp = fingerprint(spec)
         if key is not None and (use := self.store.key_use(key)) is not None:
             return self._replay(key, use.task_id, use.fingerprint, fp), False
+        task, txn = self.prepare(spec, key, fp, traceparent)
+        try:
+            self._commit(txn)
+        except Conflict as exc:
+            if key is not None and exc.details.get("key") == key:  # a concurrent submit with the same key won
+                return self._replay(key, str(exc.details["task_id"]), str(exc.details["fingerprint"]), fp), False
+            raise
+        self.notifier.notify("scheduler")
+        return task, True
+
+    async def submit_async(
+        self, spec: TaskSpec, key: str | None = None, traceparent: str | None = None
+    ) -> tuple[Task, bool]:
+        """:meth:`submit` for the event loop: the commit is awaited, not waited for in a worker thread.
+
+        A used key is found by the commit itself (the store refuses a second use and says which task holds
+        it), not by a read before it; a registry round trip for the image pin and the read of a replayed task
+        run in worker threads, so nothing here blocks the loop.
+        """
+        fp = fingerprint(spec)
+        try:
+            if self.pinner.offline(spec.image):
+                task, txn = self.prepare(spec, key, fp, traceparent)
+            else:
+                task, txn = await asyncio.to_thread(self.prepare, spec, key, fp, traceparent)
+        except Busy:  # a retry of a submit that was stored gets its task even when the backlog is full
+            if key is not None and (use := await asyncio.to_thread(self.store.key_use, key)) is not None:
+                return await asyncio.to_thread(self._replay, key, use.task_id, use.fingerprint, fp), False
+            raise
+        try:
+            await asyncio.wrap_future(self.writer.submit(txn))
+        except Conflict as exc:
+            if key is not None and exc.details.get("key") == key:
+                held, stored = str(exc.details["task_id"]), str(exc.details["fingerprint"])
+                if stored != fp or (found := self.live_task(held)) is None:
+                    return await asyncio.to_thread(self._replay, key, held, stored, fp), False
+                return found, False
+            raise
+        self.notifier.notify("scheduler")
+        return task, True
+
+    def prepare(self, spec: TaskSpec, key: str | None, fp: str, traceparent: str | None) -> tuple[Task, Txn]:
+        """Admission, the origin and image checks, and the task with the transaction that creates it."""
         self.admit()
         if spec.origin is not None and self.state.node(spec.origin) is None:
             raise ValidationError(f"origin: unknown node {spec.origin!r}", field="origin")
@@ -75,14 +119,7 @@ class ControlService(NodeCommands, ReportCommands):
         if pin_event is not None:
             kind, message = pin_event
             txn.event(self._event(EventKind(kind), message, task))
-        try:
-            self._commit(txn)
-        except Conflict as exc:
-            if key is not None and exc.details.get("key") == key:  # a concurrent submit with the same key won
-                return self._replay(key, str(exc.details["task_id"]), str(exc.details["fingerprint"]), fp), False
-            raise
-        self.notifier.notify("scheduler")
-        return task, True
+        return task, txn
 
     def _replay(self, key: str, task_id: str, stored: str, given: str) -> Task:
         if stored != given:
@@ -124,7 +161,7 @@ class ControlService(NodeCommands, ReportCommands):
 
     def eligible(self, now: float) -> list[Task]:
         """The next batch (``scheduler_batch``) of pending tasks a pass decides, parsed."""
-        return [q.task() for q in itertools.islice(self._candidates(now), self.settings.scheduler_batch)]
+        return [self.state.parsed(q) for q in itertools.islice(self._candidates(now), self.settings.scheduler_batch)]
 
     def snapshot(self, pending: list[Task] | None = None) -> Snapshot:
         """What a pass decides on. The scheduler's node index is brought in line with the state here (only the

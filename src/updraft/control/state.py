@@ -52,6 +52,10 @@ class Live:
         return cls(task.id, task.node, task.token, task.state, task.revision, pinned, usage)
 
 
+PARSED = 512
+"""Pending tasks kept whole beside their JSON (about 8 kB each): the latest submits and the latest parsed."""
+
+
 @dataclass(frozen=True, slots=True)
 class Queued:
     """A pending task: its place in the queue, what decides whether a pass may take it, and its JSON."""
@@ -106,6 +110,9 @@ class ClusterState:
         self.counters = {"token": 0, "seq": 0}
         self._pending: dict[str, Queued] = {}
         self._order: list[Queued] | None = None
+        self._parsed: dict[str, tuple[bytes, Task]] = {}
+        """task id → (its record's JSON, the task): the latest pending tasks whole, so a submit is not parsed
+        back from its JSON by the pass that places it (at most ``PARSED`` of them: memory stays bounded)."""
 
     # -- loading and applying commits ----------------------------------------------------------------
     def load(self, store: Store) -> None:
@@ -148,6 +155,7 @@ class ClusterState:
             self._recount(old.node)
         if old is not None and old.state == TaskState.PENDING:
             self._pending.pop(task.id, None)
+            self._parsed.pop(task.id, None)
             self._order = None
         if task.state.terminal:
             self.tasks.pop(task.id, None)
@@ -155,7 +163,8 @@ class ClusterState:
             return
         self.tasks[task.id] = live
         if task.state == TaskState.PENDING:
-            self._pending[task.id] = Queued.of(task)
+            queued = self._pending[task.id] = Queued.of(task)
+            self._remember(queued, task)
             self._order = None
         else:
             self.deferred_at.pop(task.id, None)
@@ -191,9 +200,26 @@ class ClusterState:
         return self.tasks.get(task_id)
 
     def pending_task(self, task_id: str) -> Task | None:
-        """A pending task, whole (memory only: parsed from its record)."""
+        """A pending task, whole (memory only: parsed from its record unless it was parsed lately)."""
         queued = self._pending.get(task_id)
-        return queued.task() if queued is not None else None
+        return self.parsed(queued) if queued is not None else None
+
+    def parsed(self, queued: Queued) -> Task:
+        """The task of a pending record, whole."""
+        hit = self._parsed.get(queued.id)
+        if hit is not None and hit[0] is queued.data:
+            return hit[1]
+        task = queued.task()
+        with self.lock:
+            if self._pending.get(queued.id) is queued:
+                self._remember(queued, task)
+        return task
+
+    def _remember(self, queued: Queued, task: Task) -> None:
+        self._parsed.pop(queued.id, None)
+        self._parsed[queued.id] = (queued.data, task)
+        if len(self._parsed) > PARSED:
+            del self._parsed[next(iter(self._parsed))]
 
     def task(self, task_id: str) -> Task | None:
         """A task that is not finished, whole: pending ones from memory, placed ones read from the store (so not
@@ -216,7 +242,7 @@ class ClusterState:
 
     def pending(self) -> list[Task]:
         """Every pending task, whole, in queue order (parses them all: for start-up and tests, not per pass)."""
-        return [q.task() for q in self.queue()]
+        return [self.parsed(q) for q in self.queue()]
 
     def pending_count(self) -> int:
         return len(self._pending)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from updraft.errors import ImageError, Unavailable
+from updraft.errors import ImageError, Unavailable, ValidationError
 from updraft.images.reference import ImageRef, short
 from updraft.images.registry import RegistryClient
 
@@ -67,6 +67,17 @@ class Pinner:
         self._monotonic = monotonic
         self._backoff = backoff
         self._down: dict[str, tuple[float, str]] = {}
+
+    def offline(self, image: str) -> bool:
+        """True when :meth:`decide` answers for ``image`` without a registry round trip (safe on an event loop)."""
+        if self.policy == "off":
+            return True
+        try:
+            ref = ImageRef.parse(image)
+        except ValidationError:
+            return True  # decide raises the same error at once
+        down = self._down.get(ref.registry) if ref.registry is not None else None
+        return ref.registry is None or (down is not None and self._monotonic() < down[0])
 
     def decide(self, image: str, probe: bool = False) -> PinDecision:
         """What to run for ``image``. ``probe`` asks the registry even while it is remembered as down."""
