@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from updraft.errors import ValidationError
@@ -115,9 +115,14 @@ class ServerSettings(_Settings):
         default=100_000, ge=1, description="tasks waiting to be placed; beyond it submits answer 429"
     )
     max_loop_lag_ms: float = Field(
-        default=50.0,
+        default=20.0,
         ge=0,
         description="submits answer 429 while the event loop runs this late (heartbeats and probes first); 0: off",
+    )
+    gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        default=(10_000, 5, 200),
+        description="CPython's collector thresholds (gc.set_threshold): allocations before a young collection, "
+        "then young collections per middle one and middle ones per full one (README, 'Load')",
     )
     max_inflight_reads: int = Field(
         default=64, ge=1, description="list, event and log reads served at once; more answer 429"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -315,7 +316,9 @@ def run(settings: ServerSettings) -> None:
         log.warning("%s", warning)
     ssl = server_ssl(settings.tls_cert, settings.tls_key, settings.tls_client_ca) if tls else {}  # type: ignore[arg-type]
     GLIBC.cap_arenas()  # before any worker thread exists
+    gc.set_threshold(*settings.gc_thresholds)
     app = create_app(settings, tracing=setup("server", env=os.environ))
+    gc.freeze()  # modules, the app and its schemas live as long as the process: no collection scans them again
     # log_config=None: uvicorn's own records go through our handlers (text or JSON), not its formatter.
     uvicorn.run(
         app,
