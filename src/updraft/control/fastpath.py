@@ -11,27 +11,32 @@ every other route does. The OpenAPI still documents the route.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from types import SimpleNamespace
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from updraft.control.api import MAX_WAIT
 from updraft.control.edge import read_body, replaying
 from updraft.control.http_errors import error_response
 from updraft.control.service import ControlService
 from updraft.errors import UpdraftError
 from updraft.model import TaskSpec
 from updraft.model.api import Heartbeat
-from updraft.model.limits import NodeName
+from updraft.model.limits import INT64_MAX, NodeName
 from updraft.observe.tracing import Tracing
 from updraft.security.http import Guard
 from updraft.security.redaction import redact_task
 from updraft.security.tokens import Action, Role
 
 _PATH = re.compile(r"^/v1/nodes/([^/]+)/heartbeat$")
+_POLL = re.compile(r"^/v1/nodes/([^/]+)/assignments$")
+_POLL_ROUTE = SimpleNamespace(path="/v1/nodes/{name}/assignments")
+_DECIMAL = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
 _NAME: TypeAdapter[str] = TypeAdapter(NodeName)
 _ROUTE = SimpleNamespace(path="/v1/nodes/{name}/heartbeat")  # what RequestMetrics labels the request with
 
@@ -124,3 +129,63 @@ class SubmitFastPath:
 def _key(raw: bytes | None) -> str | None:
     """The ``Idempotency-Key`` header as the route reads it (an empty one is none)."""
     return raw.decode("latin-1") or None if raw else None
+
+
+class AssignmentsFastPath:
+    """``GET /v1/nodes/{name}/assignments`` (the agent's long-poll) without the framework and, when every
+    attempt's JSON is cached (the scheduler caches it as it places), without a worker thread. Same credentials
+    (a node token polls only its own node), same query rules (``index`` 0…2⁶³−1, ``wait`` 0…60 s); anything
+    unusual goes, untouched, to the route."""
+
+    def __init__(self, app: ASGIApp, service: ControlService, guard: Guard) -> None:
+        self.app, self.service, self.guard = app, service, guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _POLL.match(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "GET" else None
+        authorization = dict(scope.get("headers", [])).get(b"authorization", b"") if match else b""
+        asked = _poll_query(scope.get("query_string", b"")) if match and authorization.startswith(b"Bearer ") else None
+        if match is None or asked is None:
+            await self.app(scope, receive, send)
+            return
+        name = unquote(match.group(1))
+        try:
+            _NAME.validate_python(name)
+            who = self.guard.principal(authorization[7:].decode("latin-1").strip())
+            self.guard.decide(who, Action.NODE_AGENT, name if who.record and who.record.role is Role.NODE else None)
+            self.service.node(name)
+        except (UpdraftError, PydanticError, UnicodeDecodeError, ValueError):
+            await self.app(scope, receive, send)
+            return
+        index, wait = asked
+        version = await self.service.notifier.wait(f"node:{name}", index, wait)
+        try:
+            body = self.service.assignments_cached(name, version)
+            if body is None:
+                body = await asyncio.to_thread(self.service.assignments_json, name, version)
+        except UpdraftError as err:  # the node was removed while the poll waited
+            await error_response(err)(scope, receive, send)
+            return
+        scope["route"] = _POLL_ROUTE
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _poll_query(raw: bytes) -> tuple[int | None, float] | None:
+    """(index, wait) when the query holds only those, each at most once and in range; None otherwise."""
+    try:
+        pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, strict_parsing=bool(raw))
+    except ValueError:
+        return None
+    given = dict(pairs)
+    if len(given) != len(pairs) or not set(given) <= {"index", "wait"}:
+        return None
+    index: int | None = None
+    wait = 0.0
+    if "index" in given:
+        if not given["index"].isascii() or not given["index"].isdigit() or int(given["index"]) > INT64_MAX:
+            return None
+        index = int(given["index"])
+    if "wait" in given and (not _DECIMAL.match(given["wait"]) or not 0 <= (wait := float(given["wait"])) <= MAX_WAIT):
+        return None
+    return index, wait

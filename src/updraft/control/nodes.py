@@ -13,7 +13,7 @@ from concurrent.futures import Future
 
 from updraft.control.core import ServiceCore
 from updraft.errors import Conflict, UpdraftError
-from updraft.model import ACTIVE, DriftCause, EventKind, Node, NodeMetrics, NodeState
+from updraft.model import ACTIVE, DriftCause, EventKind, Node, NodeMetrics, NodeState, Task
 from updraft.model.api import (
     Assignment,
     Heartbeat,
@@ -146,27 +146,43 @@ class NodeCommands(ServiceCore):
     def assignments_json(self, name: str, index: int) -> bytes:
         """The body of ``GET /v1/nodes/{name}/assignments``: the same as ``Assignments(index, assignments(name))``
         serialised, from a cache of each attempt's JSON. An attempt (task, token) never changes, so its JSON is
-        read from the store and built once, not on every long-poll wake-up of its node (a busy node is woken
-        by every placement on it). Entries of attempts no longer live are dropped as the cache fills."""
+        built once — when the scheduler places it (:meth:`remember_assignment`) or, failing that, read from
+        the store here — not on every long-poll wake-up of its node."""
+        body = self.assignments_cached(name, index, read=True)
+        assert body is not None
+        return body
+
+    def assignments_cached(self, name: str, index: int, read: bool = False) -> bytes | None:
+        """:meth:`assignments_json` from memory only (safe on the event loop): None when an attempt's JSON is
+        not cached and ``read`` is false."""
         self.node(name)
         parts = []
         cache = self._assignment_json
         for live in self.state.on_node(name):
             if live.token is None or live.state not in ACTIVE:
                 continue
-            key = (live.id, live.token)
-            body = cache.get(key)
+            body = cache.get((live.id, live.token))
             if body is None:
+                if not read:
+                    return None
                 task = self.store.get_task(live.id)
                 if task is None or task.token != live.token or task.node != name:
                     continue
-                a = Assignment(task_id=task.id, token=live.token, spec=task.spec, traceparent=task.traceparent)
-                body = cache[key] = a.model_dump_json().encode()
-                if len(cache) > ASSIGNMENT_CACHE:
-                    for stale in [k for k in list(cache) if (t := self.state.live(k[0])) is None or t.token != k[1]]:
-                        del cache[stale]
+                body = self.remember_assignment(task)
             parts.append(body)
         return b'{"index":%d,"assignments":[%s]}' % (index, b",".join(parts))
+
+    def remember_assignment(self, task: Task) -> bytes:
+        """Cache the JSON of a placed attempt (before its commit wakes the node's long-poll). Entries are kept
+        only for attempts that are committed and live: an entry of a plan that did not commit is never served
+        (the state has no such attempt) and goes with the next trim."""
+        a = Assignment(task_id=task.id, token=task.token or 0, spec=task.spec, traceparent=task.traceparent)
+        cache = self._assignment_json
+        body = cache[(task.id, task.token or 0)] = a.model_dump_json().encode()
+        if len(cache) > ASSIGNMENT_CACHE:
+            for stale in [k for k in list(cache) if (t := self.state.live(k[0])) is None or t.token != k[1]]:
+                cache.pop(stale, None)  # the scheduler and a reader may trim at once
+        return body
 
     def _update_node(self, name: str, kind: EventKind, message: str, **update: object) -> Node:
         node = self.node(name)

@@ -18,7 +18,7 @@ from updraft.clock import Clock, SystemClock
 from updraft.control.api import build_router
 from updraft.control.edge import Admission, BodyLimit, LoopLag
 from updraft.control.failover import check_nodes, drift
-from updraft.control.fastpath import HeartbeatFastPath, SubmitFastPath
+from updraft.control.fastpath import AssignmentsFastPath, HeartbeatFastPath, SubmitFastPath
 from updraft.control.http_errors import error_responses, install_error_handlers
 from updraft.control.notify import Notifier
 from updraft.control.service import ControlService
@@ -295,6 +295,7 @@ def create_app(
         lag=lag,
         max_lag=settings.max_loop_lag_ms / 1000,
     )
+    app.add_middleware(AssignmentsFastPath, service=service, guard=guard)
     app.add_middleware(HeartbeatFastPath, service=service, guard=guard, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     if ha is not None:  # added last, so outermost: on a follower a heartbeat goes to the leader before the fast path

@@ -192,6 +192,8 @@ class ControlService(NodeCommands, ReportCommands):
         now = self.clock.now()
         plan = schedule(snap, self.policy, now)
         txn, tokens = apply_plan(self.state, plan, now)
+        for task in tokens:  # before the commit wakes the nodes' long-polls, so they answer from memory
+            self.remember_assignment(task)
         if not txn.empty():
             try:
                 self._commit(txn)
