@@ -115,12 +115,12 @@ class ServerSettings(_Settings):
         default=100_000, ge=1, description="tasks waiting to be placed; beyond it submits answer 429"
     )
     max_loop_lag_ms: float = Field(
-        default=20.0,
+        default=10.0,
         ge=0,
         description="submits answer 429 while the event loop runs this late (heartbeats and probes first); 0: off",
     )
     gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
-        default=(10_000, 5, 200),
+        default=(3_000, 3, 600),
         description="CPython's collector thresholds (gc.set_threshold): allocations before a young collection, "
         "then young collections per middle one and middle ones per full one (README, 'Load')",
     )
