@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,18 @@ def test_a_node_polls_its_own_attempts_from_memory(tmp_path: Path) -> None:
         assert empty.status_code == 200 and empty.json()["assignments"] == []
         version = empty.json()["index"]
 
-        task = api.post("/v1/tasks", json={"image": "busybox", "resources": {"requests": {"cpu": "500m"}}},
-                        headers=admin).json()  # fmt: skip
-        polled = api.get(f"/v1/nodes/n1/assignments?index={version}&wait=30", headers=n1)  # woken by the placement
+        answers: list[Any] = []
+        poll = threading.Thread(
+            target=lambda: answers.append(api.get(f"/v1/nodes/n1/assignments?index={version}&wait=30", headers=n1))
+        )
+        poll.start()  # the agent's long-poll waits first, as it does all the time ...
         deadline = time.monotonic() + 30
+        while not service.notifier.waiting("node:n1") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        task = api.post("/v1/tasks", json={"image": "busybox", "resources": {"requests": {"cpu": "500m"}}},
+                        headers=admin).json()  # fmt: skip  # ... so the scheduler caches the attempt as it places it
+        poll.join(30)
+        polled = answers[0]
         while not polled.json()["assignments"] and time.monotonic() < deadline:  # woken by another change first
             polled = api.get(f"/v1/nodes/n1/assignments?index={polled.json()['index']}&wait=5", headers=n1)
         assert task["id"] not in read_ids  # the attempt's JSON came from the scheduler's cache, not the store
@@ -62,3 +71,29 @@ def test_a_node_polls_its_own_attempts_from_memory(tmp_path: Path) -> None:
             assert bad.status_code == 422, query
         assert api.get("/v1/nodes/nobody/assignments?wait=0", headers=admin).status_code == 404
         assert 'route="/v1/nodes/{name}/assignments"' in api.get("/metrics", headers=admin).text
+
+
+def test_the_attempt_cache_stays_bounded_and_keeps_answering(tmp_path: Path, monkeypatch: Any) -> None:
+    """Past its bound the cache drops dead entries, then the oldest live ones, down to 90 %: a poll of a node
+    whose attempt was dropped is answered from the store, with the same attempt."""
+    from updraft.control import nodes
+
+    monkeypatch.setattr(nodes, "ASSIGNMENT_CACHE", 10)
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path, image_policy="off"))) as api:
+        admin = {"Authorization": f"Bearer {(tmp_path / 'admin.token').read_text().strip()}"}
+        n1 = _token(api, admin, "node", "n1")
+        assert api.put("/v1/nodes/n1", json={"capacity": {"cpu": "64", "memory": "64Gi"}}, headers=n1).status_code == 200
+        service = api.app.state.service  # type: ignore[attr-defined]
+        ids = [api.post("/v1/tasks", json={"image": "busybox", "resources": {"requests": {"cpu": "100m"}}},
+                        headers=admin).json()["id"] for _ in range(25)]  # fmt: skip
+        deadline = time.monotonic() + 30
+        while sum(1 for i in ids if service.state.live(i) and service.state.live(i).token) < 25:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        for i in ids:  # what the scheduler does for a polled node, 25 times past a bound of 10
+            service.remember_assignment(service.task(i))
+            assert len(service._assignment_json) <= 10
+        polled = api.get("/v1/nodes/n1/assignments?wait=0", headers=n1).json()["assignments"]
+        assert sorted((a["task_id"], a["token"]) for a in polled) == sorted(
+            (i, service.state.live(i).token) for i in ids
+        )

@@ -81,6 +81,22 @@ def test_unreachable_defers_under_enforce_and_runs_by_tag_under_warn(reg: Regist
     assert enforce.decide(pinned).kind == "pinned"  # a digest needs no registry to be pinned
 
 
+def test_offline_says_when_a_decision_needs_no_registry_round_trip(reg: Registry) -> None:
+    """The submit fast path decides on the event loop only when ``offline`` is true: then no request is made."""
+    clock = FakeClock()
+    enforce = pinner("enforce", reg, clock)
+    assert pinner("off", reg).offline(APP)
+    assert enforce.offline("updraft/base:bookworm") and enforce.offline("not an image!")  # refused at once
+    assert not enforce.offline(APP)  # a registry host: a request
+    reg.up = False
+    assert enforce.decide(APP).kind == "deferred"
+    calls = reg.calls
+    assert enforce.offline(APP)  # remembered as down for a while: the decision is made from memory
+    assert enforce.decide(APP).kind == "deferred" and reg.calls == calls
+    clock.advance(60)
+    assert not enforce.offline(APP)  # the memory expired: the next decision asks again
+
+
 # -- the service ----------------------------------------------------------------------------------------
 def kinds(service: ControlService, task_id: str) -> list[str]:
     return [e.kind for e in service.store.list_events(task_id=task_id)]

@@ -8,6 +8,7 @@ never reads the store and never waits for the writer, so it is answered in micro
 
 from __future__ import annotations
 
+import itertools
 import logging
 from concurrent.futures import Future
 
@@ -180,9 +181,17 @@ class NodeCommands(ServiceCore):
         cache = self._assignment_json
         body = cache[(task.id, task.token or 0)] = a.model_dump_json().encode()
         if len(cache) > ASSIGNMENT_CACHE:
-            for stale in [k for k in list(cache) if (t := self.state.live(k[0])) is None or t.token != k[1]]:
-                cache.pop(stale, None)  # the scheduler and a reader may trim at once
+            self._trim_assignments()
         return body
+
+    def _trim_assignments(self) -> None:
+        """Drop the entries of attempts no longer live, then the oldest, down to 90 % of the bound, so the next
+        trim is thousands of entries away (amortised O(1) per entry, however many attempts stay live)."""
+        cache = self._assignment_json
+        for stale in [k for k in list(cache) if (t := self.state.live(k[0])) is None or t.token != k[1]]:
+            cache.pop(stale, None)  # the scheduler and a reader may trim at once
+        for oldest in list(itertools.islice(cache, max(0, len(cache) - ASSIGNMENT_CACHE * 9 // 10))):
+            cache.pop(oldest, None)  # still live: read from the store again if its node asks
 
     def _update_node(self, name: str, kind: EventKind, message: str, **update: object) -> Node:
         node = self.node(name)

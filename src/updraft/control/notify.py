@@ -24,6 +24,10 @@ class Notifier:
     def version(self, topic: str) -> int:
         return self._versions[topic]
 
+    def waiting(self, topic: str) -> bool:
+        """Whether a long-poll waits on ``topic`` now (a hint, read from any thread)."""
+        return bool(self._waiters.get(topic))
+
     def notify(self, *topics: str) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():

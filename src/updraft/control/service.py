@@ -193,7 +193,8 @@ class ControlService(NodeCommands, ReportCommands):
         plan = schedule(snap, self.policy, now)
         txn, tokens = apply_plan(self.state, plan, now)
         for task in tokens:  # before the commit wakes the nodes' long-polls, so they answer from memory
-            self.remember_assignment(task)
+            if self.notifier.waiting(f"node:{task.node}"):  # a node that does not poll never reads it
+                self.remember_assignment(task)
         if not txn.empty():
             try:
                 self._commit(txn)
