@@ -38,6 +38,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -155,7 +156,7 @@ class Load:
                 reply = await c.request("GET", path, timeout=POLL_WAIT_S + REQUEST_TIMEOUT_S)
                 if reply.status < 300:
                     self.rec.took("assignments", sent)
-                    index = int(reply.json()["index"])
+                    index = poll_index(reply)
                     continue
                 self._refused_or_error("assignments", reply)
             except ERRORS as exc:
@@ -227,6 +228,48 @@ class Load:
             await asyncio.sleep(0.05)
         return None
 
+    async def gc_pauses(self) -> dict[str, Any]:
+        """The server's collector pauses so far, per generation, from its own metrics (count, total seconds,
+        and how many lasted over 50 ms): a collection stops every thread, so they explain latency tails."""
+        c = self.conn()
+        try:
+            reply = await c.request("GET", "/metrics", timeout=30)
+        except ERRORS:
+            return {}
+        finally:
+            c.close()
+        return gc_summary(reply.body.decode() if reply.status == 200 else "")
+
+
+def gc_summary(text: str) -> dict[str, Any]:
+    out: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if not line.startswith("updraft_server_gc_pause_seconds"):
+            continue
+        name, _, value = line.rpartition(" ")
+        gen = name.split('generation="')[1].split('"')[0]
+        entry = out.setdefault(gen, {})
+        if name.startswith("updraft_server_gc_pause_seconds_count"):
+            entry["count"] = int(float(value))
+        elif name.startswith("updraft_server_gc_pause_seconds_sum"):
+            entry["total_s"] = round(float(value), 2)
+        elif 'le="0.05"' in name:
+            entry["upto_50ms"] = int(float(value))
+    return {gen: {"count": e.get("count", 0), "total_s": e.get("total_s", 0.0),
+                  "over_50ms": e.get("count", 0) - e.get("upto_50ms", 0)} for gen, e in sorted(out.items())}
+
+
+_INDEX = re.compile(rb'^\{"index":(\d+),')
+
+
+def poll_index(reply: Reply) -> int:
+    """The ``index`` of an assignments answer. The server writes it first, so it is read from the first bytes:
+    1,000 simulated agents in this one process would otherwise parse every attempt of their nodes on every
+    wake-up (tens of kB each once tasks pile up), and the generator's own busy loop would show up as server
+    latency. Any other layout is parsed in full."""
+    found = _INDEX.match(reply.body)
+    return int(found.group(1)) if found else int(reply.json()["index"])
+
 
 class Sampler:
     """Peak RSS of the server (once a second), and CPU seconds of the server and of this process in a window."""
@@ -256,6 +299,16 @@ class Sampler:
         return server, 100 * server / wall, 100 * (self._cpu(self.me) - m0) / wall
 
 
+async def loop_lag(out: list[float], until: asyncio.Event, every: float = 0.01) -> None:
+    """How late this generator's own event loop runs (ms, every 10 ms): every latency measured here includes
+    it, so a busy generator shows in the results instead of passing for a slow server."""
+    loop = asyncio.get_running_loop()
+    while not until.is_set():
+        asked = loop.time()
+        await asyncio.sleep(every)
+        out.append(1000 * (loop.time() - asked - every))
+
+
 def percentile(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
@@ -279,6 +332,8 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
     rec.reset()  # count from here: the load window
     sampler.begin()
     sampling = asyncio.create_task(sampler.run(load.halt))
+    own_lag: list[float] = []
+    lagging = asyncio.create_task(loop_lag(own_lag, load.stop))
     clients = [asyncio.create_task(load.submitter()) for _ in range(submitters)]
     clients += [asyncio.create_task(load.poll("list", "/v1/tasks?limit=100", LIST_EVERY_S)) for _ in range(LISTERS)]
     clients.append(asyncio.create_task(load.poll("health", "/health", HEALTH_EVERY_S)))
@@ -288,6 +343,8 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
     stopped = time.perf_counter()
     server_cpu_s, server_cpu, own_cpu = sampler.end()
     answered = rec.answered()
+    gc_pauses = await load.gc_pauses()  # since the server started: registration included
+    await lagging
     for t in clients:
         t.cancel()  # answers still in flight are abandoned: neither accepted nor errors
     await asyncio.gather(*clients, return_exceptions=True)
@@ -318,6 +375,9 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
         "answered": answered,
         "server_cpu_ms_per_answer": round(1000 * server_cpu_s / max(answered, 1), 2),
         "loadgen_cpu_pct": round(own_cpu),
+        "gc_pauses": gc_pauses,
+        "loadgen_lag_p99_ms": percentile(own_lag, 0.99),
+        "loadgen_lag_max_ms": percentile(own_lag, 1.0),
         "register_s": round(register_s, 1),
         "loadavg_1m": round(os.getloadavg()[0], 1),  # the whole machine's, others' work included
         "_accepted": load.accepted,

@@ -115,7 +115,7 @@ class ServerSettings(_Settings):
         default=100_000, ge=1, description="tasks waiting to be placed; beyond it submits answer 429"
     )
     max_loop_lag_ms: float = Field(
-        default=10.0,
+        default=5.0,
         ge=0,
         description="submits answer 429 while the event loop runs this late (heartbeats and probes first); 0: off",
     )

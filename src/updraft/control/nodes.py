@@ -27,8 +27,9 @@ from updraft.store import Txn
 
 log = logging.getLogger("updraft.nodes")
 
-ASSIGNMENT_CACHE = 20_000
-"""Attempts whose assignment JSON is kept (about 1 kB each); beyond it, entries of finished attempts go."""
+ASSIGNMENT_CACHE = 40_000
+"""Attempts whose assignment JSON is kept (0.5–1 kB each, only for nodes that poll); beyond it, entries of
+finished attempts go first, then the oldest."""
 
 
 class NodeCommands(ServiceCore):
@@ -169,19 +170,21 @@ class NodeCommands(ServiceCore):
                 task = self.store.get_task(live.id)
                 if task is None or task.token != live.token or task.node != name:
                     continue
-                body = self.remember_assignment(task)
+                body = self.remember_assignment(task, trim=False)
             parts.append(body)
         return b'{"index":%d,"assignments":[%s]}' % (index, b",".join(parts))
 
-    def remember_assignment(self, task: Task) -> bytes:
+    def remember_assignment(self, task: Task, trim: bool = True) -> bytes:
         """Cache the JSON of a placed attempt (before its commit wakes the node's long-poll). Entries are kept
         only for attempts that are committed and live: an entry of a plan that did not commit is never served
         (the state has no such attempt) and goes with the next trim."""
         a = Assignment(task_id=task.id, token=task.token or 0, spec=task.spec, traceparent=task.traceparent)
+        body = a.model_dump_json().encode()
         cache = self._assignment_json
-        body = cache[(task.id, task.token or 0)] = a.model_dump_json().encode()
-        if len(cache) > ASSIGNMENT_CACHE:
+        if trim and len(cache) >= ASSIGNMENT_CACHE:
             self._trim_assignments()
+        if len(cache) < ASSIGNMENT_CACHE:  # a read that missed does not evict (more live attempts than the bound)
+            cache[(task.id, task.token or 0)] = body
         return body
 
     def _trim_assignments(self) -> None:

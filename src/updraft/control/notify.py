@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 from collections import defaultdict
 
+WAKE_CHUNK = 64
+
 
 class Notifier:
     def __init__(self) -> None:
@@ -41,11 +43,22 @@ class Notifier:
         self._notify(topics)
 
     def _notify(self, topics: tuple[str, ...]) -> None:
+        woken: list[asyncio.Future[None]] = []
         for topic in topics:
             self._versions[topic] += 1
-            for fut in self._waiters.pop(topic, []):
-                if not fut.done():
-                    fut.set_result(None)
+            woken += self._waiters.pop(topic, [])
+        self._wake(woken)
+
+    def _wake(self, futures: list[asyncio.Future[None]]) -> None:
+        """Wake at most ``WAKE_CHUNK`` waiters per turn of the loop. A plan that places a thousand tasks wakes
+        a thousand long-polls at once; woken together they would hold the loop for a whole burst, and a
+        heartbeat or probe that arrives meanwhile would wait behind all of them. Versions have moved already,
+        so a waiter woken a turn later still answers with the news."""
+        for fut in futures[:WAKE_CHUNK]:
+            if not fut.done():
+                fut.set_result(None)
+        if len(futures) > WAKE_CHUNK:
+            futures[WAKE_CHUNK].get_loop().call_soon(self._wake, futures[WAKE_CHUNK:])
 
     async def wait(self, topic: str, seen: int | None, timeout: float) -> int:
         """Return the topic's version once it differs from ``seen`` (or after ``timeout``)."""

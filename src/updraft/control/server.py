@@ -320,6 +320,7 @@ def run(settings: ServerSettings) -> None:
     gc.set_threshold(*settings.gc_thresholds)
     app = create_app(settings, tracing=setup("server", env=os.environ))
     gc.freeze()  # modules, the app and its schemas live as long as the process: no collection scans them again
+    app.state.metrics.watch_gc()
     # log_config=None: uvicorn's own records go through our handlers (text or JSON), not its formatter.
     uvicorn.run(
         app,

@@ -11,6 +11,7 @@ Three sources, none of them in the service layer's code:
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any, Protocol
@@ -62,6 +63,9 @@ def decision(code: str | None) -> tuple[str, str] | None:
     """(outcome, reason) of a placement, for ``updraft_offload_decisions_total``, from the decision's reason code
     (never from its message: the scheduler states the code beside the text, see ``scheduler/reasons.py``)."""
     return _OUTCOMES.get(code or "")
+
+
+GC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class ServerMetrics:
@@ -170,6 +174,24 @@ class ServerMetrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).observe(seconds)
+
+    def watch_gc(self) -> None:
+        """Time every collection of CPython's collector (process-wide: call once, in the server process).
+        A collection stops every thread, so its pauses are where latency tails under load come from."""
+        pause = Histogram(
+            "updraft_server_gc_pause_seconds", "Pauses of the garbage collector, by generation", ["generation"],
+            buckets=GC_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        children = [pause.labels(str(g)) for g in range(3)]
+        started = [0.0]
+
+        def timing(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                children[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(timing)
 
     def exposition(self) -> tuple[bytes, str]:
         return exposition(self.registry)
