@@ -13,7 +13,8 @@ Measured, in one process:
   of 1, 10 and 100 on a persistent :class:`NodeIndex` maintained as the control plane does (``add_usage`` per
   committed placement); placements/s and p50/p99 per-decision time;
 * quality against a first-fit-decreasing baseline written here (tasks it places that the scheduler leaves
-  unplaced), over-committed nodes (checked with the scalar filters; must be 0), GPU tasks on nodes without
+  unplaced: ``*_unplaced_that_first_fit_places`` for one pass, ``*_by_batch`` for the batched runs, where
+  the repair after each pass sees only that batch), over-committed nodes (checked with the scalar filters; must be 0), GPU tasks on nodes without
   GPUs (must be 0; the legacy scheduler cannot see GPUs at all);
 * the cost of sampling (kube-scheduler's adaptive percentageOfNodesToScore) against exhaustive scoring: time,
   and the score lost per decision (the exhaustive best at that moment minus the sampled choice).
@@ -339,6 +340,9 @@ def main() -> None:
                 over += oc
                 gpu_wrong += gw
                 label = "1 pass" if batch is None else f"batches of {batch}"
+                if batch is not None:  # tasks arriving a few at a time: the repair sees only its own batch
+                    by_batch = out.setdefault(f"{name}_unplaced_that_first_fit_places_by_batch", {})
+                    by_batch[str(batch)] = by_batch.get(str(batch), 0) + missed
                 if batch is None:
                     (out["placements_per_s"] if name == "spread" else out["binpack_placements_per_s"])[str(size)] = rate
                     if name == "spread":

@@ -200,3 +200,13 @@ def test_authentication_is_on_by_default(tmp_path: Path) -> None:
         assert api.get("/openapi.json", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
         assert api.get("/health").status_code == 200  # probes stay open
     assert admin not in (tmp_path / "tokens.json").read_text()  # only its hash is kept
+
+
+def test_health_names_what_stopped(tmp_path: Path) -> None:
+    """The liveness probe (answered before the framework) fails, naming the part, when the writer stops."""
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as api:
+        assert api.get("/health").json() == {"status": "ok"}
+        api.app.state.service.writer.close()  # type: ignore[attr-defined]
+        failing = api.get("/health")
+        assert failing.status_code == 503
+        assert failing.json() == {"status": "failing", "problems": {"writer": "stopped"}}

@@ -12,7 +12,9 @@ every other route does. The OpenAPI still documents the route.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+from collections.abc import Callable
 from types import SimpleNamespace
 from urllib.parse import parse_qsl, unquote
 
@@ -41,6 +43,31 @@ _NAME: TypeAdapter[str] = TypeAdapter(NodeName)
 _ROUTE = SimpleNamespace(path="/v1/nodes/{name}/heartbeat")  # what RequestMetrics labels the request with
 
 
+class HealthFastPath:
+    """``GET /health`` before the framework: what a liveness probe asks most often, answered in microseconds
+    with the route's body (``problems()`` is the route's own check)."""
+
+    _ROUTE = SimpleNamespace(path="/health")
+
+    def __init__(self, app: ASGIApp, problems: Callable[[], dict[str, str]]) -> None:
+        self.app, self.problems = app, problems
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("path") != "/health":
+            await self.app(scope, receive, send)
+            return
+        dead = self.problems()
+        body = json.dumps({"status": "failing", "problems": dead} if dead else {"status": "ok"}, separators=(",", ":")).encode()
+        scope["route"] = self._ROUTE
+        await _reply(send, 503 if dead else 200, body)
+
+
+async def _reply(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class HeartbeatFastPath:
     def __init__(self, app: ASGIApp, service: ControlService, guard: Guard, limit: int) -> None:
         self.app, self.service, self.guard, self.limit = app, service, guard, limit
@@ -58,9 +85,7 @@ class HeartbeatFastPath:
             await self.app(scope, replaying(body, receive), send)
             return
         scope["route"] = _ROUTE
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(reply)).encode())]})
-        await send({"type": "http.response.body", "body": reply})
+        await _reply(send, 200, reply)
 
     def _answer(self, name: str, authorization: bytes | None, body: bytes) -> bytes | None:
         try:
@@ -120,10 +145,7 @@ class SubmitFastPath:
         except UpdraftError as err:
             await error_response(err)(scope, receive, send)
             return
-        reply = redact_task(task, who.role).model_dump_json().encode()
-        await send({"type": "http.response.start", "status": 201 if created else 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(reply)).encode())]})
-        await send({"type": "http.response.body", "body": reply})
+        await _reply(send, 201 if created else 200, redact_task(task, who.role).model_dump_json().encode())
 
 
 def _key(raw: bytes | None) -> str | None:
@@ -166,9 +188,7 @@ class AssignmentsFastPath:
             await error_response(err)(scope, receive, send)
             return
         scope["route"] = _POLL_ROUTE
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _reply(send, 200, body)
 
 
 def _poll_query(raw: bytes) -> tuple[int | None, float] | None:

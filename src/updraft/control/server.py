@@ -18,7 +18,7 @@ from updraft.clock import Clock, SystemClock
 from updraft.control.api import build_router
 from updraft.control.edge import Admission, BodyLimit, LoopLag
 from updraft.control.failover import check_nodes, drift
-from updraft.control.fastpath import AssignmentsFastPath, HeartbeatFastPath, SubmitFastPath
+from updraft.control.fastpath import AssignmentsFastPath, HealthFastPath, HeartbeatFastPath, SubmitFastPath
 from updraft.control.http_errors import error_responses, install_error_handlers
 from updraft.control.notify import Notifier
 from updraft.control.service import ControlService
@@ -247,12 +247,17 @@ def create_app(
         app.include_router(ha.router(), dependencies=[guard.require(Action.READ_NODE)])
     mount_ui(app, service)  # the web dashboard at /ui, behind the same guard (app.state.guard)
 
-    @app.get("/health", tags=["probes"])
-    async def health() -> Any:
-        """Liveness: the process answers and its background loops and writer are still running (no I/O)."""
+    def health_problems() -> dict[str, str]:
         dead = {t.get_name(): "stopped" for t in [*running, *(ha.running() if ha else [])] if t.done()}
         if not service.writer.alive():
             dead["writer"] = "stopped"
+        return dead
+
+    @app.get("/health", tags=["probes"])
+    async def health() -> Any:
+        """Liveness: the process answers and its background loops and writer are still running (no I/O).
+        Answered by ``HealthFastPath`` before the framework; this route documents it."""
+        dead = health_problems()
         if not dead:
             return {"status": "ok"}
         return JSONResponse({"status": "failing", "problems": dead}, status_code=503)
@@ -297,6 +302,7 @@ def create_app(
     )
     app.add_middleware(AssignmentsFastPath, service=service, guard=guard)
     app.add_middleware(HeartbeatFastPath, service=service, guard=guard, limit=settings.max_body_bytes)
+    app.add_middleware(HealthFastPath, problems=health_problems)
     app.add_middleware(RequestMetrics, metrics=metrics)
     if ha is not None:  # added last, so outermost: on a follower a heartbeat goes to the leader before the fast path
         from updraft.control.ha import ForwardHeartbeats
