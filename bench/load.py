@@ -11,7 +11,7 @@ Per run, against a fresh server process in its own temporary data directory (``t
   out per its ``Retry-After`` (``RetryPolicy.delay_after``, the SDK's rule) and the same key sent again, as
   is a submit whose answer timed out or whose connection broke (outcome unknown);
 * **a few listers** (``GET /v1/tasks?limit=100`` twice a second each) and one ``/health`` probe every
-  100 ms.
+  100 ms, from a process of its own as a kubelet's or a blackbox exporter's would be (``start_prober``).
 
 Measured: accepted submits/s (2xx answers); p50/p99/max latency per endpoint (a submit's latency is that of
 the attempt that was accepted; refusals are counted apart; heartbeats are timed from the start of the load
@@ -42,6 +42,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -299,6 +300,53 @@ class Sampler:
         return server, 100 * server / wall, 100 * (self._cpu(self.me) - m0) / wall
 
 
+# -- the /health probe, in a process of its own ---------------------------------------------------------------
+# A liveness probe comes from outside the server (a kubelet, a blackbox exporter), not from a process that
+# also drives 2,000 connections: in this generator's busy loop (see ``loop_lag``) its own pauses, up to
+# ~100 ms a few times a minute, would be timed as the server's. So the probe is a small process of its own,
+# started with the clients and stopped with them; it prints what it measured as JSON.
+
+
+async def start_prober(port: int, token: str | None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--probe", str(port), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "LOAD_PROBE_TOKEN": token or ""},
+    )
+
+
+async def stop_prober(proc: asyncio.subprocess.Process, rec: Recorder) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    out, _ = await proc.communicate()
+    found = json.loads(out or b"{}")
+    rec.latency["health"] = found.get("latency", [])
+    for kind, n in found.get("errors", {}).items():
+        rec.errors[f"health:{kind}"] += n
+
+
+async def probe(port: int, token: str) -> None:
+    """The prober's body: ``GET /health`` every ``HEALTH_EVERY_S`` until its stdin closes."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    loop.add_reader(sys.stdin.fileno(), done.set)  # closed (or written to): stop
+    c = Connection("127.0.0.1", port, {"Authorization": f"Bearer {token}"} if token else {})
+    latency: list[float] = []
+    errors: Counter[str] = Counter()
+    while not done.is_set():
+        sent = time.perf_counter()
+        try:
+            reply = await c.request("GET", "/health", timeout=REQUEST_TIMEOUT_S)
+            latency.append((time.perf_counter() - sent) * 1000)
+            if reply.status != 200:
+                errors[f"http_{reply.status}"] += 1
+        except ERRORS as exc:
+            errors[type(exc).__name__] += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), max(0.0, HEALTH_EVERY_S - (time.perf_counter() - sent)))
+    c.close()
+    print(json.dumps({"latency": latency, "errors": dict(errors)}), flush=True)
+
+
 async def loop_lag(out: list[float], until: asyncio.Event, every: float = 0.01) -> None:
     """How late this generator's own event loop runs (ms, every 10 ms): every latency measured here includes
     it, so a busy generator shows in the results instead of passing for a slow server."""
@@ -336,12 +384,13 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
     lagging = asyncio.create_task(loop_lag(own_lag, load.stop))
     clients = [asyncio.create_task(load.submitter()) for _ in range(submitters)]
     clients += [asyncio.create_task(load.poll("list", "/v1/tasks?limit=100", LIST_EVERY_S)) for _ in range(LISTERS)]
-    clients.append(asyncio.create_task(load.poll("health", "/health", HEALTH_EVERY_S)))
+    prober = await start_prober(cluster.port, getattr(cluster, "admin_token", None))
     started = time.perf_counter()
     await asyncio.sleep(duration)
     load.stop.set()
     stopped = time.perf_counter()
     server_cpu_s, server_cpu, own_cpu = sampler.end()
+    await stop_prober(prober, rec)
     answered = rec.answered()
     gc_pauses = await load.gc_pauses()  # since the server started: registration included
     await lagging
@@ -378,6 +427,7 @@ async def drive(cluster: Cluster, submitters: int, nodes: int, duration: float) 
         "gc_pauses": gc_pauses,
         "loadgen_lag_p99_ms": percentile(own_lag, 0.99),
         "loadgen_lag_max_ms": percentile(own_lag, 1.0),
+        "loadgen_lag_over_50ms": sum(1 for x in own_lag if x > 50),
         "register_s": round(register_s, 1),
         "loadavg_1m": round(os.getloadavg()[0], 1),  # the whole machine's, others' work included
         "_accepted": load.accepted,
@@ -446,6 +496,9 @@ def row(label: str, r: dict[str, Any]) -> list[Any]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--probe"]:
+        asyncio.run(probe(int(sys.argv[2]), os.environ.get("LOAD_PROBE_TOKEN", "")))
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_DURATION_S:g} s per run instead of {DURATION_S:g}")
     ap.add_argument("--baseline", action="store_true", help="write load_baseline.json (today's server)")
