@@ -1,4 +1,6 @@
-"""Heartbeats and submits without the framework: the two most frequent requests (submits: see the class).
+"""The requests a fleet sends most, answered before the framework: heartbeats (below), submits, the agents'
+assignment long-polls and ``/health`` (see their classes). Each uses the same guard, models and service calls
+as its route, hands anything unusual to the route untouched, and is documented in the OpenAPI by that route.
 
 A fleet of N nodes sends N heartbeats a second. Through FastAPI each one pays for routing over every route,
 dependency injection and response validation — most of its CPU, on the one event loop that also answers
@@ -57,7 +59,8 @@ class HealthFastPath:
             await self.app(scope, receive, send)
             return
         dead = self.problems()
-        body = json.dumps({"status": "failing", "problems": dead} if dead else {"status": "ok"}, separators=(",", ":")).encode()
+        found = {"status": "failing", "problems": dead} if dead else {"status": "ok"}
+        body = json.dumps(found, separators=(",", ":")).encode()
         scope["route"] = self._ROUTE
         await _reply(send, 503 if dead else 200, body)
 
