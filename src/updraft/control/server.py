@@ -53,14 +53,21 @@ async def scheduler_loop(service: ControlService) -> None:
         seen = await service.notifier.wait("scheduler", seen, interval)
         while True:
             try:
-                plan = await asyncio.to_thread(service.schedule_once)
+                more = await asyncio.to_thread(_schedule_step, service)
             except Exception:  # the loop must outlive one bad pass; the error is logged with its trace
                 log.exception("scheduling pass failed")
                 break
-            # Go on while a pass decided something and tasks not yet decided since the cluster last changed
-            # remain: every pending task gets its turn, however many there are (the oldest first).
-            if not (plan.placements or plan.deferrals) or not service.more_to_schedule():
+            if not more:
                 break
+
+
+def _schedule_step(service: ControlService) -> bool:
+    """One pass, then whether another should follow at once (in the worker thread: with tens of thousands of
+    tasks pending, walking the queue is not something the event loop can afford). Go on while a pass decided
+    something and tasks not yet decided since the cluster last changed remain: every pending task gets its
+    turn, however many there are (the oldest first)."""
+    plan = service.schedule_once()
+    return bool(plan.placements or plan.deferrals) and service.more_to_schedule()
 
 
 def _detect(service: ControlService) -> None:

@@ -23,6 +23,7 @@ until it moves.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ class Live:
         return cls(task.id, task.node, task.token, task.state, task.revision, pinned, usage)
 
 
+_QUEUE_KEY = operator.attrgetter("key")
 PARSED = 512
 """Pending tasks kept whole beside their JSON (about 8 kB each): the latest submits and the latest parsed."""
 
@@ -237,7 +239,7 @@ class ClusterState:
         """Every pending task's record in queue order: higher priority first, FIFO within a priority."""
         with self.lock:
             if self._order is None:
-                self._order = sorted(self._pending.values(), key=lambda q: q.key)
+                self._order = sorted(self._pending.values(), key=_QUEUE_KEY)
             return self._order
 
     def pending(self) -> list[Task]:
