@@ -58,7 +58,7 @@ class Policy(BaseModel):
     )
     min_nodes_to_score: int = Field(default=100, ge=1, description="sampling never scores fewer nodes than this")
     repair_moves: int = Field(
-        default=1000,
+        default=200,
         ge=0,
         description="placements of one pass that may move to make room for a task the pass could not place; 0: off",
     )

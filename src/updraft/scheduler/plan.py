@@ -328,26 +328,25 @@ def repair(plan: Plan, run: _Pass, tasks: Mapping[str, Task], budget: int) -> No
     A greedy pass in queue order can fill the only nodes a later, constrained task may use (bin-packing puts
     unconstrained tasks on the nodes of the one zone a later task is pinned to) while other nodes still have
     room. Nothing of this pass is committed yet, so for each deferred task without an origin (queue order),
-    on up to ``REPAIR_NODES`` nodes its constraints admit (most free cpu first), placements of this pass
-    without an origin are moved elsewhere (largest first, each to its best other node) until the task fits;
-    if it still does not, those moves are undone. ``budget`` bounds the moves tried (kept or undone) per pass,
-    so a full cluster costs at most that many extra decisions. No task loses its placement and none moves to a
-    node it could not have chosen itself, so queue order keeps its promise: a later task only takes room an
-    earlier one did not need. Placements committed by earlier passes never move (that would be preemption).
+    on up to ``REPAIR_NODES`` nodes its constraints admit where its free room plus what this pass placed there
+    could hold it (most free cpu first), placements of this pass without an origin are moved elsewhere
+    (largest first, each to its best other node) until the task fits; if it still does not, those moves are
+    undone. ``budget`` bounds the moves tried (kept or undone) per pass, so a full cluster costs at most that
+    many extra decisions, and the nodes worth trying are found with array operations, so a task no move can
+    help costs next to nothing. No task loses its placement and none moves to a node it could not have chosen
+    itself, so queue order keeps its promise: a later task only takes room an earlier one did not need.
+    Placements committed by earlier passes never move (that would be preemption).
     """
-    index = run.index
-    on_row: dict[int, list[int]] = {}
-    for i, p in enumerate(plan.placements):
-        row = index.row(p.node)
-        if p.placement == "anywhere" and row is not None:
-            on_row.setdefault(row, []).append(i)
+    movable = _Movable(plan, run, tasks)
+    if not movable.on_row:
+        return
     kept: list[Deferral] = []
     for d in plan.deferrals:
         task = tasks.get(d.task_id)
         if budget <= 0 or task is None or task.spec.origin is not None or d.code != Code.NO_NODE_FITS:
             kept.append(d)
             continue
-        placed, used = _make_room(plan, run, task, tasks, on_row, budget)
+        placed, used = movable.make_room(task, budget)
         budget -= used
         if not placed:
             kept.append(d)
@@ -357,44 +356,78 @@ def repair(plan: Plan, run: _Pass, tasks: Mapping[str, Task], budget: int) -> No
 REPAIR_NODES = 8
 
 
-def _make_room(
-    plan: Plan, run: _Pass, task: Task, tasks: Mapping[str, Task], on_row: dict[int, list[int]], budget: int
-) -> tuple[bool, int]:
-    """Try to place ``task`` by moving placements of this pass off one node; (placed, moves tried)."""
-    index, demand, tried = run.index, Demand.of(task.spec), 0
-    a, n = index.a, index.size
-    admit = index.static(task.spec)[0] & (a["cap_cpu"][:n] >= demand.cpu) & (a["cap_mem"][:n] >= demand.memory)
-    admit[[r for r in (index.row(x) for x in task.excluded_nodes) if r is not None]] = False
-    rows = sorted((int(r) for r in np.flatnonzero(admit) if int(r) in on_row), key=lambda r: -int(a["free_cpu"][r]))
-    for row in rows[:REPAIR_NODES]:
-        moved: list[tuple[int, int, Demand, float]] = []  # placement index, new row, demand, score
-        for i in sorted(on_row[row], key=lambda i: -tasks[plan.placements[i].task_id].spec.resources.request_cpu()):
-            if run.fits_on(row, demand) or tried >= budget:
-                break
-            tried += 1
-            other = tasks[plan.placements[i].task_id]
-            d = Demand.of(other.spec)
-            run.charge(row, d, -1)
-            to, s, _ = run.best(other, d, None, row, "nodes")
-            if to is None:
-                run.charge(row, d, 1)
-                continue
-            run.charge(to, d, 1)
-            moved.append((i, to, d, s))
-        if run.fits_on(row, demand):
-            for i, to, _, s in moved:
-                p, name = plan.placements[i], index.node_at(to).name
-                why = f"best node {name} (score {s:.2f}; moved from {p.node} in this pass to make room for {task.id})"
-                plan.placements[i] = Placement(p.task_id, name, p.placement, why, s, Code.ANYWHERE_BEST)
-                on_row[row].remove(i)
-                on_row.setdefault(to, []).append(i)
-            run.charge(row, demand)
-            name = index.node_at(row).name
-            why = f"node {name}: room made by moving {len(moved)} task(s) placed in this pass to other nodes"
-            plan.placements.append(Placement(task.id, name, "anywhere", why, 0.0, Code.ANYWHERE_BEST))
-            on_row[row].append(len(plan.placements) - 1)
-            return True, tried
-        for _, to, d, _ in reversed(moved):
-            run.charge(to, d, -1)
-            run.charge(row, d, 1)
-    return False, tried
+class _Movable:
+    """This pass's placements without an origin, by node, with their cpu and memory summed per row."""
+
+    def __init__(self, plan: Plan, run: _Pass, tasks: Mapping[str, Task]) -> None:
+        self.plan, self.run, self.tasks = plan, run, tasks
+        n = run.index.size
+        self.cpu, self.mem = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.on_row: dict[int, list[int]] = {}
+        self.demand: dict[int, Demand] = {}
+        for i, p in enumerate(plan.placements):
+            row = run.index.row(p.node)
+            if p.placement == "anywhere" and row is not None and p.task_id in tasks:
+                self._add(i, row, Demand.of(tasks[p.task_id].spec))
+
+    def _add(self, i: int, row: int, d: Demand) -> None:
+        self.on_row.setdefault(row, []).append(i)
+        self.demand[i] = d
+        self.cpu[row] += d.cpu
+        self.mem[row] += d.memory
+
+    def _remove(self, i: int, row: int) -> None:
+        self.on_row[row].remove(i)
+        d = self.demand.pop(i)
+        self.cpu[row] -= d.cpu
+        self.mem[row] -= d.memory
+
+    def rows_for(self, task: Task, demand: Demand) -> list[int]:
+        """Nodes the task's constraints admit where moving this pass's placements away could make it fit."""
+        index = self.run.index
+        a, n = index.a, index.size
+        ok = index.static(task.spec)[0] & (a["free_cpu"][:n] + self.cpu >= demand.cpu)
+        ok &= a["free_mem"][:n] + self.mem >= demand.memory
+        for name, want in demand.extended:  # extended resources are not moved: only their capacity counts
+            found = index.ext(name)
+            ok &= (found[0][:n] >= want) if found is not None else False
+        ok[[r for r in (index.row(x) for x in task.excluded_nodes) if r is not None]] = False
+        ok &= (self.cpu > 0) | (self.mem > 0)  # something of this pass to move
+        rows = np.flatnonzero(ok)
+        return [int(r) for r in rows[np.argsort(-a["free_cpu"][rows], kind="stable")][:REPAIR_NODES]]
+
+    def make_room(self, task: Task, budget: int) -> tuple[bool, int]:
+        """Try to place ``task`` by moving placements of this pass off one node; (placed, moves tried)."""
+        plan, run, index, demand, tried = self.plan, self.run, self.run.index, Demand.of(task.spec), 0
+        for row in self.rows_for(task, demand):
+            moved: list[tuple[int, int, float]] = []  # placement index, new row, score
+            for i in sorted(self.on_row[row], key=lambda i: -self.demand[i].cpu):
+                if run.fits_on(row, demand) or tried >= budget:
+                    break
+                tried += 1
+                other, d = self.tasks[plan.placements[i].task_id], self.demand[i]
+                run.charge(row, d, -1)
+                to, s, _ = run.best(other, d, None, row, "nodes")
+                if to is None:
+                    run.charge(row, d, 1)
+                    continue
+                run.charge(to, d, 1)
+                moved.append((i, to, s))
+            if run.fits_on(row, demand):
+                for i, to, s in moved:
+                    p, name = plan.placements[i], index.node_at(to).name
+                    why = f"best node {name} (score {s:.2f}; moved from {p.node} in this pass to make room for {task.id})"
+                    plan.placements[i] = Placement(p.task_id, name, p.placement, why, s, Code.ANYWHERE_BEST)
+                    d = self.demand[i]
+                    self._remove(i, row)
+                    self._add(i, to, d)
+                run.charge(row, demand)
+                name = index.node_at(row).name
+                why = f"node {name}: room made by moving {len(moved)} task(s) placed in this pass to other nodes"
+                plan.placements.append(Placement(task.id, name, "anywhere", why, 0.0, Code.ANYWHERE_BEST))
+                self._add(len(plan.placements) - 1, row, demand)
+                return True, tried
+            for i, to, _ in reversed(moved):
+                run.charge(to, self.demand[i], -1)
+                run.charge(row, self.demand[i], 1)
+        return False, tried
