@@ -145,6 +145,32 @@ def test_every_pending_task_is_considered_in_turn_and_the_oldest_first(tmp_path:
     svc.close()
 
 
+def test_a_task_that_fits_nowhere_is_decided_again_with_backoff_or_at_once_when_the_cluster_changes(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    """Deferred again and again on an unchanged cluster, a task is decided after 5 s, then 10, 20, 40, then
+    every 60 s (scheduler_interval 0.5 s): a long backlog costs a pass next to nothing. A change that could make
+    it fit (a node joins) has it decided at the next pass."""
+    svc = make(tmp_path, fake_clock, scheduler_interval=0.5)
+    svc.register("n1", registration(cpu="4"))
+    big, _ = svc.submit(spec(cpu="64"))
+    decided: list[float] = []
+    start = fake_clock.now()
+    while fake_clock.now() - start < 200:
+        if big.id in [t.id for t in svc.eligible(fake_clock.now())]:
+            decided.append(round(fake_clock.now() - start, 1))
+            svc.schedule_once()
+            assert svc.task(big.id).state == TaskState.PENDING
+        fake_clock.advance(0.5)
+    assert decided == [0.0, 5.0, 15.0, 35.0, 75.0, 135.0, 195.0]
+    assert svc.more_to_schedule() is False  # nothing due: the loop does not spin on the backlog
+    svc.register("n2", registration(cpu="64"))  # a node that fits joins: the epoch moves
+    assert [t.id for t in svc.eligible(fake_clock.now())] == [big.id]
+    svc.schedule_once()
+    assert svc.task(big.id).state == TaskState.SCHEDULED and svc.task(big.id).node == "n2"
+    svc.close()
+
+
 def test_a_full_backlog_answers_busy_with_retry_after(tmp_path: Path, fake_clock: FakeClock) -> None:
     svc = make(tmp_path, fake_clock, max_pending_tasks=3)
     for _ in range(3):

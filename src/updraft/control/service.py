@@ -32,6 +32,10 @@ log = logging.getLogger("updraft.service")
 __all__ = ["ControlService", "EventListener"]
 
 
+MAX_RECHECK = 60.0
+"""Seconds at most between two decisions of a task deferred again and again while the cluster does not change."""
+
+
 def fingerprint(spec: TaskSpec) -> str:
     """What an idempotency key is bound to: the submitted spec, canonically serialised."""
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
@@ -145,17 +149,17 @@ class ControlService(NodeCommands, ReportCommands):
     def _candidates(self, now: float) -> Iterator[Queued]:
         """Pending tasks in queue order that a pass may take now.
 
-        A task deferred at the current epoch is skipped (nothing changed that could make it fit) unless its
-        deferral is older than ten scheduler intervals, so every pending task is decided again in turn, however
-        many there are, and the oldest first.
+        A task deferred at the current epoch is skipped (nothing changed that could make it fit) until its
+        recheck time (``ClusterState.mark_deferred``: ten scheduler intervals, doubling while it keeps being
+        deferred, at most ``MAX_RECHECK`` seconds), so every pending task is decided again in turn, however many
+        there are, and the oldest first.
         """
-        recheck = 10 * self.settings.scheduler_interval
         epoch, deferred = self.state.epoch, self.state.deferred_at
         for queued in self.state.queue():
             if queued.not_before > now or queued.awaiting_pin:
                 continue
             mark = deferred.get(queued.id)
-            if mark is not None and mark[0] == epoch and now - mark[1] < recheck:
+            if mark is not None and mark[0] == epoch and now < mark[1]:
                 continue
             yield queued
 
@@ -201,7 +205,9 @@ class ControlService(NodeCommands, ReportCommands):
             except Conflict as exc:
                 log.info("plan conflicted (%s); the next pass will retry", exc.message)
                 return plan
-        self.state.mark_deferred((d.task_id for d in plan.deferrals), now)
+        self.state.mark_deferred(
+            (d.task_id for d in plan.deferrals), now, 10 * self.settings.scheduler_interval, MAX_RECHECK
+        )
         if tokens:
             self.notifier.notify("events")
         return plan

@@ -106,6 +106,9 @@ class ClusterState:
         self.usage: dict[str, Usage] = {}
         self.epoch = 0
         self.deferred_at: dict[str, tuple[int, float]] = {}
+        """task id → (epoch, time it may be decided again unless the epoch moves) after a deferral."""
+        self._streak: dict[str, int] = {}
+        """task id → deferrals in a row (the recheck delay doubles with each)."""
         """task id → (epoch, time) of its last deferral with an unchanged reason."""
         self.flushed: dict[str, float] = {}
         """node → last_heartbeat as last written to the store."""
@@ -162,6 +165,7 @@ class ClusterState:
         if task.state.terminal:
             self.tasks.pop(task.id, None)
             self.deferred_at.pop(task.id, None)
+            self._streak.pop(task.id, None)
             return
         self.tasks[task.id] = live
         if task.state == TaskState.PENDING:
@@ -170,6 +174,7 @@ class ClusterState:
             self._order = None
         else:
             self.deferred_at.pop(task.id, None)
+            self._streak.pop(task.id, None)
         if task.node:
             self.by_node.setdefault(task.node, {})[task.id] = live
             self._recount(task.node)
@@ -263,10 +268,14 @@ class ClusterState:
             self.counters[name] += n
             return list(range(first, first + n))
 
-    def mark_deferred(self, task_ids: Iterable[str], now: float) -> None:
+    def mark_deferred(self, task_ids: Iterable[str], now: float, first: float, most: float) -> None:
+        """Deferred again: decided next when the epoch moves, or after ``first`` seconds, doubling with each
+        deferral in a row up to ``most`` (kube-scheduler's backoff): a backlog of tasks that fit nowhere costs
+        a pass next to nothing, however long it is, and each of them is still decided again in turn."""
         with self.lock:
             for task_id in task_ids:
-                self.deferred_at[task_id] = (self.epoch, now)
+                streak = self._streak[task_id] = self._streak.get(task_id, 0) + 1
+                self.deferred_at[task_id] = (self.epoch, now + min(first * 2 ** (streak - 1), most))
 
     # -- the read view metrics use (same names as the store's) --------------------------------------------
     def list_nodes(self) -> list[Node]:
