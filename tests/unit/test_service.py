@@ -331,3 +331,30 @@ def test_committed_usage_spills_a_burst(edge: ControlService) -> None:
     edge.schedule_once()
     nodes = [edge.task(i).node for i in ids]
     assert nodes.count("edge-1") == 3 and nodes.count("cloud-1") == 3
+
+
+def test_the_applier_uses_the_decided_task_only_while_the_state_holds_it_unchanged(service: ControlService) -> None:
+    """A pass hands the applier the tasks it decided on, so they are not parsed again; one that changed since
+    (a newer revision in the state) is re-read, and one that left the queue is not placed at all."""
+    from updraft.control.applier import apply_plan
+    from updraft.scheduler import Placement, Plan
+    from updraft.store import Txn
+
+    service.register("n1", registration())
+    same, _ = service.submit(spec())
+    changed, _ = service.submit(spec())
+    gone, _ = service.submit(spec())
+    # copies, not the state's own objects, so which one the applier used shows
+    decided = {t.id: Task.model_validate_json(service.task(t.id).model_dump_json()) for t in (same, changed, gone)}
+    service._commit(
+        Txn().put_task(
+            decided[changed.id].model_copy(update={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+        )
+    )
+    service.cancel(gone.id)
+    plan = Plan(placements=[Placement(t.id, "n1", "anywhere", "best node n1", 1.0) for t in (same, changed, gone)])
+    _, placed = apply_plan(service.state, plan, service.clock.now(), decided)
+    by_id = {t.id: t for t in placed}
+    assert set(by_id) == {same.id, changed.id}  # the cancelled one is not placed
+    assert by_id[same.id].spec is decided[same.id].spec  # taken as decided, not parsed again
+    assert by_id[changed.id].traceparent is not None and decided[changed.id].traceparent is None  # re-read

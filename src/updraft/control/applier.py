@@ -13,6 +13,7 @@ never issued twice, across restarts too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from updraft.control.state import ClusterState
 from updraft.model import Attempt, DriftCause, Event, EventKind, Task, TaskState
@@ -24,14 +25,25 @@ log = logging.getLogger("updraft.applier")
 _KINDS = {"offload": EventKind.OFFLOADED, "local": EventKind.PLACED_LOCAL}
 
 
-def apply_plan(state: ClusterState, plan: Plan, now: float) -> tuple[Txn, list[Task]]:
-    """The transaction that commits what still holds, and the tasks it places."""
+def apply_plan(
+    state: ClusterState, plan: Plan, now: float, decided: Mapping[str, Task] | None = None
+) -> tuple[Txn, list[Task]]:
+    """The transaction that commits what still holds, and the tasks it places. ``decided``: the tasks the
+    pass decided on, used as they are when the state still holds them pending at the same revision (so they
+    are not parsed again); any other is re-read from the state."""
     txn = Txn()
+
+    def now_pending(task_id: str) -> Task | None:
+        seen, live = (decided or {}).get(task_id), state.live(task_id)
+        if seen is not None and live is not None and live.state == TaskState.PENDING and live.revision == seen.revision:
+            return seen
+        return state.pending_task(task_id)
+
     placed: list[Task] = []
     usage: dict[str, Usage] = {}
     tokens = iter(state.issue("token", len(plan.placements))) if plan.placements else iter(())
     for p in plan.placements:
-        task, node = state.pending_task(p.task_id), state.node(p.node)
+        task, node = now_pending(p.task_id), state.node(p.node)
         if task is None or node is None or task.state != TaskState.PENDING:
             continue
         u = usage.get(node.name) or state.usage.get(node.name, Usage())
@@ -69,7 +81,7 @@ def apply_plan(state: ClusterState, plan: Plan, now: float) -> tuple[Txn, list[T
         txn.put_task(new).event(event)
         placed.append(new)
     for d in plan.deferrals:
-        task = state.pending_task(d.task_id)
+        task = now_pending(d.task_id)
         if task is not None and task.state == TaskState.PENDING and task.reason != d.reason:
             code = getattr(d, "code", None)
             txn.put_task(task.model_copy(update={"reason": d.reason, "updated_at": now}))

@@ -195,7 +195,7 @@ class ControlService(NodeCommands, ReportCommands):
             return Plan()
         now = self.clock.now()
         plan = schedule(snap, self.policy, now)
-        txn, tokens = apply_plan(self.state, plan, now)
+        txn, tokens = apply_plan(self.state, plan, now, {t.id: t for t in snap.pending})
         for task in tokens:  # before the commit wakes the nodes' long-polls, so they answer from memory
             if self.notifier.waiting(f"node:{task.node}"):  # a node that does not poll never reads it
                 self.remember_assignment(task)
