@@ -93,6 +93,16 @@ def _total(parts: Iterable[Usage]) -> Usage:
                 sums[f.name] = (have or 0) + value
     return Usage(**sums)  # type: ignore[arg-type]
 
+_NONE = Usage()
+
+
+def _negated(u: Usage) -> Usage:
+    return Usage(**{  # type: ignore[arg-type]
+        f.name: {k: -v for k, v in value.items()} if isinstance(value := getattr(u, f.name), Mapping) else -value
+        for f in dataclasses.fields(u)
+    })
+
+
 _NODE_FACTS = ("labels", "tags", "taints", "capacity", "state", "cordoned", "draining", "cpuset")
 
 
@@ -154,10 +164,10 @@ class ClusterState:
         live = Live.of(task)
         if old is not None and old.node:
             on_node = self.by_node.get(old.node, {})
-            on_node.pop(task.id, None)
+            if on_node.pop(task.id, None) is not None:
+                self._count(old.node, old.contribution, -1)
             if old.node != task.node or task.state.terminal:
                 self.epoch += 1  # resources freed on old.node
-            self._recount(old.node)
         if old is not None and old.state == TaskState.PENDING:
             self._pending.pop(task.id, None)
             self._parsed.pop(task.id, None)
@@ -177,10 +187,11 @@ class ClusterState:
             self._streak.pop(task.id, None)
         if task.node:
             self.by_node.setdefault(task.node, {})[task.id] = live
-            self._recount(task.node)
+            self._count(task.node, live.contribution, 1)
 
-    def _recount(self, node: str) -> None:
-        self.usage[node] = _total(t.contribution for t in self.by_node.get(node, {}).values())
+    def _count(self, node: str, contribution: Usage, sign: int) -> None:
+        """Usage kept incrementally: a task's contribution added or taken back (O(1), not a sum over the node)."""
+        self.usage[node] = _total((self.usage.get(node, _NONE), contribution if sign > 0 else _negated(contribution)))
 
     # -- liveness, in memory ---------------------------------------------------------------------------
     def heartbeat(self, name: str, metrics: NodeMetrics, at: float) -> Node | None:
