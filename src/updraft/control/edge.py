@@ -169,7 +169,7 @@ class Admission:
             kind == "submit"
             and self.lag is not None
             and 0 < self.max_lag < self.lag.lag
-            and self.inflight[kind] >= self.limits[kind] // 8  # submits are a real part of the loop's work
+            and self.inflight[kind] >= max(1, self.limits[kind] // 8)  # submits are a real part of the loop's work
         )
         if behind or self.inflight[kind] >= self.limits[kind]:
             self.refused[kind] += 1
