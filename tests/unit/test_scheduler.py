@@ -398,3 +398,5 @@ def test_binpack_repair_moves_an_earlier_placement_to_make_room_for_a_zone_pinne
     assert not plan.deferrals
     moved = next(p for p in plan.placements if p.task_id == "t1")
     assert "moved from a1" in moved.reason and "t2" in moved.reason
+    assert moved.code == Code.MOVED_FOR_ROOM
+    assert next(p for p in plan.placements if p.task_id == "t2").code == Code.MADE_ROOM

@@ -136,14 +136,16 @@ class Admission:
         self.lag, self.max_lag = lag, max_lag
         self.inflight = dict.fromkeys(limits, 0)
         self.refused = dict.fromkeys(limits, 0)
-        self._full = {kind: self._answer(f"the server is at its limit of {n} {kind} requests at once", n)
+        self._full = {kind: self._answer(f"the server is at its limit of {n} {kind} requests at once", "limit", n)
                       for kind, n in limits.items()}  # fmt: skip
-        self._behind = self._answer(f"the server is catching up (its event loop runs over {max_lag * 1000:g} ms late)")
+        self._behind = self._answer(
+            f"the server is catching up (its event loop runs over {max_lag * 1000:g} ms late)", "loop-lag"
+        )
 
-    def _answer(self, why: str, limit: int | None = None) -> tuple[Message, Message]:
-        """A refusal, rendered once (a busy server answers many)."""
+    def _answer(self, why: str, cause: str, limit: int | None = None) -> tuple[Message, Message]:
+        """A refusal, rendered once (a busy server answers many); ``cause`` says which rule refused, as data."""
         details = {"limit": limit} if limit is not None else {}
-        err = Busy(f"{why}; retry later", retry_after=self.retry_after, **details)
+        err = Busy(f"{why}; retry later", retry_after=self.retry_after, cause=cause, **details)
         body = json.dumps(err.to_payload(), ensure_ascii=False, separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"retry-after", str(self.retry_after).encode())]  # fmt: skip

@@ -92,15 +92,20 @@ class HeartbeatFastPath:
 
     def _answer(self, name: str, authorization: bytes | None, body: bytes) -> bytes | None:
         try:
-            _NAME.validate_python(name)
-            token = authorization.decode("latin-1").removeprefix("Bearer ").strip() if authorization else None
-            who = self.guard.principal(token or None)
-            node = name if who.record is not None and who.record.role is Role.NODE else None
-            self.guard.decide(who, Action.NODE_AGENT, node)
+            _as_node_agent(self.guard, name, authorization)
             beat = Heartbeat.model_validate_json(body)
         except (UpdraftError, PydanticError, UnicodeDecodeError, ValueError):
             return None
         return self.service.heartbeat(name, beat).model_dump_json().encode()
+
+
+def _as_node_agent(guard: Guard, name: str, authorization: bytes | None) -> None:
+    """The route's check for agent traffic: a valid node name, and a credential that may act as the agent of
+    ``name`` (a node token only as its own node). Raises as the route's guard would."""
+    _NAME.validate_python(name)
+    token = authorization.decode("latin-1").removeprefix("Bearer ").strip() if authorization else None
+    who = guard.principal(token or None)
+    guard.decide(who, Action.NODE_AGENT, name if who.record is not None and who.record.role is Role.NODE else None)
 
 
 _TASKS_PATH = ("/v1/tasks", "/v1/tasks/")
@@ -174,9 +179,7 @@ class AssignmentsFastPath:
             return
         name = unquote(match.group(1))
         try:
-            _NAME.validate_python(name)
-            who = self.guard.principal(authorization[7:].decode("latin-1").strip())
-            self.guard.decide(who, Action.NODE_AGENT, name if who.record and who.record.role is Role.NODE else None)
+            _as_node_agent(self.guard, name, authorization)
             self.service.node(name)
         except (UpdraftError, PydanticError, UnicodeDecodeError, ValueError):
             await self.app(scope, receive, send)

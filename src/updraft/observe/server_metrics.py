@@ -56,6 +56,8 @@ _OUTCOMES: dict[str, tuple[str, str]] = {
     "local-under-threshold": ("local", "under-threshold"),
     "held-back-transient": ("local", "held-back-transient"),
     "anywhere-best": ("anywhere", "no-origin"),
+    "made-room": ("anywhere", "made-room"),
+    "moved-for-room": ("anywhere", "moved-for-room"),
 }
 
 

@@ -417,14 +417,14 @@ class _Movable:
                 for i, to, s in moved:
                     p, name = plan.placements[i], index.node_at(to).name
                     why = f"best node {name} (score {s:.2f}; moved from {p.node} in this pass to make room for {task.id})"
-                    plan.placements[i] = Placement(p.task_id, name, p.placement, why, s, Code.ANYWHERE_BEST)
+                    plan.placements[i] = Placement(p.task_id, name, p.placement, why, s, Code.MOVED_FOR_ROOM)
                     d = self.demand[i]
                     self._remove(i, row)
                     self._add(i, to, d)
                 run.charge(row, demand)
                 name = index.node_at(row).name
                 why = f"node {name}: room made by moving {len(moved)} task(s) placed in this pass to other nodes"
-                plan.placements.append(Placement(task.id, name, "anywhere", why, 0.0, Code.ANYWHERE_BEST))
+                plan.placements.append(Placement(task.id, name, "anywhere", why, 0.0, Code.MADE_ROOM))
                 self._add(len(plan.placements) - 1, row, demand)
                 return True, tried
             for i, to, _ in reversed(moved):

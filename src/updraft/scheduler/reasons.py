@@ -27,6 +27,8 @@ class Code(StrEnum):
     KEPT_LOCAL_NO_TARGET = "kept-local-no-target"
     PINNED = "pinned"
     ANYWHERE_BEST = "anywhere-best"
+    MADE_ROOM = "made-room"
+    MOVED_FOR_ROOM = "moved-for-room"
     # deferrals
     NO_NODE_FITS = "no-node-fits"
     PINNED_ORIGIN_UNAVAILABLE = "pinned-origin-unavailable"
