@@ -115,7 +115,7 @@ class ServerSettings(_Settings):
         default=100_000, ge=1, description="tasks waiting to be placed; beyond it submits answer 429"
     )
     max_loop_lag_ms: float = Field(
-        default=5.0,
+        default=1.0,
         ge=0,
         description="submits answer 429 while the event loop runs this late (heartbeats and probes first); 0: off",
     )
@@ -123,6 +123,13 @@ class ServerSettings(_Settings):
         default=(3_000, 3, 600),
         description="CPython's collector thresholds (gc.set_threshold): allocations before a young collection, "
         "then young collections per middle one and middle ones per full one (README, 'Load')",
+    )
+    gil_switch_ms: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="CPython's switch interval (sys.setswitchinterval): how long a thread holding the interpreter "
+        "lock runs before the event loop's thread may take it (README, 'Load')",
     )
     max_inflight_reads: int = Field(
         default=64, ge=1, description="list, event and log reads served at once; more answer 429"

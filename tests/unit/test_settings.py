@@ -150,3 +150,26 @@ def test_settings_are_frozen() -> None:
     s = load(ServerSettings, env={})
     with pytest.raises(Exception, match="frozen"):
         s.port = 1
+
+
+def test_the_server_tunes_the_interpreter_from_its_settings() -> None:
+    import gc
+    import sys
+
+    from updraft.control.server import tune_interpreter
+
+    before = gc.get_threshold(), sys.getswitchinterval()
+    try:
+        env = {"UPDRAFT_GC_THRESHOLDS": "[4321, 7, 99]", "UPDRAFT_GIL_SWITCH_MS": "2.5"}
+        tune_interpreter(load(ServerSettings, env=env))
+        assert gc.get_threshold() == (4321, 7, 99)
+        assert sys.getswitchinterval() == pytest.approx(0.0025)
+    finally:
+        gc.set_threshold(*before[0])
+        sys.setswitchinterval(before[1])
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "101"])
+def test_a_switch_interval_out_of_range_names_the_field(value: str) -> None:
+    with pytest.raises(ValidationError, match="gil_switch_ms"):
+        load(ServerSettings, env={"UPDRAFT_GIL_SWITCH_MS": value})

@@ -318,6 +318,14 @@ def create_app(
     return app
 
 
+def tune_interpreter(settings: ServerSettings) -> None:
+    """The collector's thresholds and the interpreter lock's switch interval, for a server (README, "Load"):
+    with the scheduling pass and the writer in threads, the event loop waits up to one switch interval each time
+    it wants the lock back, so a short interval keeps heartbeats and probes from queueing behind a pass."""
+    gc.set_threshold(*settings.gc_thresholds)
+    sys.setswitchinterval(settings.gil_switch_ms / 1000)
+
+
 def run(settings: ServerSettings) -> None:
     import os
 
@@ -330,7 +338,7 @@ def run(settings: ServerSettings) -> None:
         log.warning("%s", warning)
     ssl = server_ssl(settings.tls_cert, settings.tls_key, settings.tls_client_ca) if tls else {}  # type: ignore[arg-type]
     GLIBC.cap_arenas()  # before any worker thread exists
-    gc.set_threshold(*settings.gc_thresholds)
+    tune_interpreter(settings)
     app = create_app(settings, tracing=setup("server", env=os.environ))
     gc.freeze()  # modules, the app and its schemas live as long as the process: no collection scans them again
     app.state.metrics.watch_gc()
