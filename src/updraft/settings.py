@@ -128,8 +128,8 @@ class ServerSettings(_Settings):
         default=1.0,
         gt=0,
         le=100,
-        description="CPython's switch interval (sys.setswitchinterval): how long a thread holding the interpreter "
-        "lock runs before the event loop's thread may take it (README, 'Load')",
+        description="CPython's switch interval (sys.setswitchinterval): how long a scheduling pass or the writer "
+        "may keep the interpreter lock while the event loop's thread waits for it (README, 'Load')",
     )
     max_inflight_reads: int = Field(
         default=64, ge=1, description="list, event and log reads served at once; more answer 429"
