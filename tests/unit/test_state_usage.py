@@ -6,7 +6,7 @@ from builders import spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from updraft.control.state import ClusterState, _total
+from updraft.control.state import ClusterState
 from updraft.model import Task, TaskState
 from updraft.scheduler import Usage
 
@@ -25,10 +25,15 @@ def test_usage_equals_the_sum_over_live_tasks_after_any_sequence_of_commits(
     ops: list[tuple[int, TaskState, str | None, int]],
 ) -> None:
     state = ClusterState()
+    latest: dict[str, Task] = {}
     for revision, (i, task_state, node, which) in enumerate(ops, start=1):
         placed = node if task_state != TaskState.PENDING else None
         task = Task(id=f"t{i}", spec=SPECS[which], state=task_state, node=placed, token=revision if placed else None)
         state._put_task(task.model_copy(update={"revision": revision}))
+        latest[task.id] = task
         for name in ("n1", "n2"):
-            expected = _total(t.contribution for t in state.by_node.get(name, {}).values())
+            expected = Usage()  # summed afresh from the live tasks' specs, not from the state's records
+            for t in latest.values():
+                if t.node == name and not t.state.terminal:
+                    expected = expected.plus(t.spec, started=t.state == TaskState.RUNNING)
             assert state.usage.get(name, Usage()) == expected

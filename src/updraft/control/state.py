@@ -22,10 +22,9 @@ until it moves.
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from updraft.model import Node, NodeMetrics, Task, TaskState
@@ -78,30 +77,7 @@ class Queued:
         return Task.model_validate_json(self.data)
 
 
-def _total(parts: Iterable[Usage]) -> Usage:
-    """The sum of usages, field by field (counters add, extended resources merge)."""
-    sums: dict[str, object] = {}
-    for part in parts:
-        for f in dataclasses.fields(part):
-            value, have = getattr(part, f.name), sums.get(f.name)
-            if isinstance(value, Mapping):
-                merged = dict(have) if isinstance(have, Mapping) else {}
-                for k, v in value.items():
-                    merged[k] = merged.get(k, 0) + v
-                sums[f.name] = {k: v for k, v in merged.items() if v}
-            else:
-                sums[f.name] = (have or 0) + value
-    return Usage(**sums)  # type: ignore[arg-type]
-
 _NONE = Usage()
-
-
-def _negated(u: Usage) -> Usage:
-    return Usage(**{  # type: ignore[arg-type]
-        f.name: {k: -v for k, v in value.items()} if isinstance(value := getattr(u, f.name), Mapping) else -value
-        for f in dataclasses.fields(u)
-    })
-
 
 _NODE_FACTS = ("labels", "tags", "taints", "capacity", "state", "cordoned", "draining", "cpuset")
 
@@ -119,7 +95,6 @@ class ClusterState:
         """task id → (epoch, time it may be decided again unless the epoch moves) after a deferral."""
         self._streak: dict[str, int] = {}
         """task id → deferrals in a row (the recheck delay doubles with each)."""
-        """task id → (epoch, time) of its last deferral with an unchanged reason."""
         self.flushed: dict[str, float] = {}
         """node → last_heartbeat as last written to the store."""
         self.counters = {"token": 0, "seq": 0}
@@ -191,7 +166,7 @@ class ClusterState:
 
     def _count(self, node: str, contribution: Usage, sign: int) -> None:
         """Usage kept incrementally: a task's contribution added or taken back (O(1), not a sum over the node)."""
-        self.usage[node] = _total((self.usage.get(node, _NONE), contribution if sign > 0 else _negated(contribution)))
+        self.usage[node] = self.usage.get(node, _NONE).shifted(contribution, sign)
 
     # -- liveness, in memory ---------------------------------------------------------------------------
     def heartbeat(self, name: str, metrics: NodeMetrics, at: float) -> Node | None:

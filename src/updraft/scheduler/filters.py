@@ -49,7 +49,8 @@ class Usage:
     with no cpu limit may take every idle cycle, so it counts as unbounded until a heartbeat shows its use.
 
     Kept incrementally: ``plus`` when an attempt is committed, ``as_started`` when it reports running,
-    ``minus`` (with the same ``started``) when it ends or leaves the node. Each returns a new value.
+    ``minus`` (with the same ``started``) when it ends or leaves the node; ``shifted`` adds or takes back a
+    contribution already computed. Each returns a new value.
     """
 
     cpu_millis: int = 0
@@ -80,6 +81,18 @@ class Usage:
     def minus(self, spec: TaskSpec, started: bool = False) -> Usage:
         """The inverse of ``plus`` with the same ``started``: an attempt ended or left the node."""
         return self._add(spec, started, -1)
+
+    def shifted(self, other: Usage, sign: int = 1) -> Usage:
+        """This usage with ``other`` (a task's contribution) added, or taken back with ``sign`` -1."""
+        return Usage(
+            self.cpu_millis + sign * other.cpu_millis,
+            self.memory_bytes + sign * other.memory_bytes,
+            self.tasks + sign * other.tasks,
+            self.pending_cpu_millis + sign * other.pending_cpu_millis,
+            self.pending_memory_bytes + sign * other.pending_memory_bytes,
+            self.pending_unbounded + sign * other.pending_unbounded,
+            _merge(self.extended, other.extended, sign) if other.extended else self.extended,
+        )
 
     def as_started(self, spec: TaskSpec) -> Usage:
         """The attempt of ``spec`` went from placed to running: its load now shows in the node's metrics."""
